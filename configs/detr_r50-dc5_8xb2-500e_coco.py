@@ -1,0 +1,4 @@
+# DETR R50-DC5: the last stage dilated instead of strided (features at 1/16).
+_base_ = './detr_r50_8xb2-500e_coco.py'
+
+model = dict(backbone=dict(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)))

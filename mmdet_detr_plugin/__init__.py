@@ -1,0 +1,17 @@
+"""DETR (Carion et al. 2020) as MMDetection 3.x components.
+
+Importing the package (``custom_imports=dict(imports=['mmdet_detr_plugin'])``
+in a config) registers its modules into mmdet's ``MODELS`` and
+``TASK_UTILS`` registries and lets torch's weights-only loader read
+mmengine's own checkpoints (see ``utils.checkpoint_compat``).
+"""
+from .utils.checkpoint_compat import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+from . import models  # noqa: E402,F401  (registers the modules)
+from . import structures  # noqa: E402,F401
+from . import utils  # noqa: E402,F401  (registers the CPU DDP wrapper)
+
+__all__ = ['__version__', 'models', 'structures', 'allow_mmengine_checkpoints']

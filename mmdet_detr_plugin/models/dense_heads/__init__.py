@@ -1,0 +1,3 @@
+from .detr_head import PluginDETRHead
+
+__all__ = ['PluginDETRHead']

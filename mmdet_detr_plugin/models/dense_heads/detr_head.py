@@ -1,0 +1,190 @@
+"""DETR's prediction head: class and box FFNs shared by all decoder layers
+(DETR paper, section 3.2 "Prediction feed-forward networks")."""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import SampleList
+from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
+from ...structures.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+
+
+@MODELS.register_module()
+class PluginDETRHead(BaseModule):
+    """Class logits (K + 1, the last being "no object") and a box MLP with a
+    sigmoid giving normalised (cx, cy, w, h), applied to every decoder layer.
+
+    The interface is mmdet's ``DETRHead``'s: ``forward(hidden_states)``,
+    ``loss``, ``predict``, ``loss_by_feat``, ``predict_by_feat``, with the
+    same loss keys and prediction fields. Matching and losses run for all
+    layers and images at once (``PluginHungarianAssigner.assign_batch``,
+    ``PluginSetCriterion``).
+
+    Args:
+        num_classes (int): number of object classes K, no-object excluded.
+        embed_dims (int): decoder width d. Defaults to 256.
+        num_reg_fcs (int): hidden layers of the box MLP (d -> d, ReLU); a
+            final d -> 4 layer follows. Defaults to 2 (DETR's 3-layer MLP).
+        criterion (dict): set-loss config; ``num_classes`` is filled in.
+            Defaults to ``PluginSetCriterion`` with DETR's weights.
+        train_cfg (dict): holds ``assigner``. Defaults to
+            ``PluginHungarianAssigner`` with DETR's costs.
+        test_cfg (dict): ``max_per_img``, queries kept per image (by score).
+            Defaults to 100.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 embed_dims: int = 256,
+                 num_reg_fcs: int = 2,
+                 criterion: ConfigType = dict(type='PluginSetCriterion'),
+                 train_cfg: OptConfigType = dict(assigner=dict(type='PluginHungarianAssigner')),
+                 test_cfg: OptConfigType = dict(max_per_img=100),
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f'model.bbox_head.num_classes must be a positive int, '
+                             f'got {num_classes!r}')
+        self.num_classes = num_classes
+        self.embed_dims = embed_dims
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg if test_cfg is not None else dict()
+        if train_cfg:
+            if 'assigner' not in train_cfg:
+                raise KeyError('model.train_cfg needs an "assigner" for PluginDETRHead')
+            self.assigner = TASK_UTILS.build(train_cfg['assigner'])
+        criterion = dict(criterion)
+        criterion.setdefault('num_classes', num_classes)
+        self.criterion = MODELS.build(criterion)
+
+        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
+        self.bbox_mlp = nn.ModuleList(
+            [nn.Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
+            [nn.Linear(embed_dims, 4)])
+
+    # ------------------------------------------------------------------ #
+    def forward(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
+        """Decoder states [L, B, N, d] -> logits [L, B, N, K + 1] and boxes
+        [L, B, N, 4] (normalised cxcywh)."""
+        cls_scores = self.fc_cls(hidden_states)
+        x = hidden_states
+        for layer in self.bbox_mlp[:-1]:
+            x = F.relu(layer(x))
+        return cls_scores, self.bbox_mlp[-1](x).sigmoid()
+
+    # ------------------------------------------------------------------ #
+    def loss(self, hidden_states: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Forward and set loss. Returns mmdet's loss dict."""
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        return self.loss_by_feat(*self(hidden_states), batch_gt_instances, batch_img_metas)
+
+    def loss_by_feat(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
+                     batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: Optional[InstanceList] = None
+                     ) -> Dict[str, Tensor]:
+        """Match and compute the set loss.
+
+        Args:
+            all_layers_cls_scores (Tensor): [L, B, N, K + 1] logits.
+            all_layers_bbox_preds (Tensor): [L, B, N, 4] normalised cxcywh.
+            batch_gt_instances (list[InstanceData]): ``bboxes`` [M_b, 4] xyxy
+                in pixels of ``img_shape``, ``labels`` [M_b].
+            batch_img_metas (list[dict]): each with ``img_shape`` (h, w).
+
+        Returns:
+            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` and,
+            with auxiliary losses, ``d{i}.loss_*`` for layers 0..L-2.
+        """
+        if batch_gt_instances_ignore is not None:
+            raise ValueError('PluginDETRHead does not use ignored boxes '
+                             '(batch_gt_instances_ignore must be None)')
+        if not self.criterion.aux_loss:
+            all_layers_cls_scores = all_layers_cls_scores[-1:]
+            all_layers_bbox_preds = all_layers_bbox_preds[-1:]
+        img_shapes = [meta['img_shape'][:2] for meta in batch_img_metas]
+        gt_labels = [gt.labels.long() for gt in batch_gt_instances]
+        self._check_labels(gt_labels, batch_img_metas)
+        gt_boxes = []  # normalised cxcywh [M_b, 4]
+        for gt, (img_h, img_w) in zip(batch_gt_instances, img_shapes):
+            scale = gt.bboxes.new_tensor([img_w, img_h, img_w, img_h])
+            gt_boxes.append(box_xyxy_to_cxcywh(gt.bboxes / scale))
+        matches = self.assigner.assign_batch(all_layers_cls_scores, all_layers_bbox_preds,
+                                             gt_labels, gt_boxes, img_shapes)
+        return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, matches, gt_labels,
+                              gt_boxes, img_shapes)
+
+    def _check_labels(self, gt_labels: List[Tensor], batch_img_metas: List[dict]) -> None:
+        """A label outside [0, K) would silently train against the wrong
+        class (or no-object); stop with the image and config key at fault."""
+        labels = torch.cat(gt_labels)
+        if labels.numel() == 0:
+            return
+        low, high = labels.min().item(), labels.max().item()
+        if low < 0 or high >= self.num_classes:
+            bad = next(i for i, l in enumerate(gt_labels)
+                       if l.numel() and (l.min() < 0 or l.max() >= self.num_classes))
+            path = batch_img_metas[bad].get('img_path', f'image {bad} of the batch')
+            raise ValueError(
+                f'ground-truth label {high if high >= self.num_classes else low} in {path} is '
+                f'outside [0, {self.num_classes}): model.bbox_head.num_classes='
+                f'{self.num_classes} does not match the data set\'s classes '
+                '(set num_classes to the number of classes in dataset metainfo)')
+
+    # ------------------------------------------------------------------ #
+    def predict(self, hidden_states: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> InstanceList:
+        """Predict from the last decoder layer only."""
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        cls_scores, bbox_preds = self(hidden_states[-1:])
+        return self.predict_by_feat(cls_scores, bbox_preds, batch_img_metas, rescale)
+
+    def loss_and_predict(self, hidden_states: Tensor,
+                         batch_data_samples: SampleList) -> Tuple[dict, InstanceList]:
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        outs = self(hidden_states)
+        losses = self.loss_by_feat(*outs, batch_gt_instances, batch_img_metas)
+        return losses, self.predict_by_feat(*outs, batch_img_metas)
+
+    def predict_by_feat(self, layer_cls_scores: Tensor, layer_bbox_preds: Tensor,
+                        batch_img_metas: List[dict], rescale: bool = True) -> InstanceList:
+        """Keep the top ``max_per_img`` queries of each image by class score.
+
+        Args:
+            layer_cls_scores (Tensor): [L, B, N, K + 1]; the last layer is used.
+            layer_bbox_preds (Tensor): [L, B, N, 4] normalised cxcywh.
+            batch_img_metas (list[dict]): ``img_shape`` and, for ``rescale``,
+                ``scale_factor`` (w, h); a missing ``scale_factor`` means the
+                image was not resized.
+            rescale (bool): boxes in the original image's pixels. Defaults to True.
+
+        Returns:
+            list[InstanceData]: per image ``bboxes`` [k, 4] xyxy, ``scores``
+            [k], ``labels`` [k], by descending score, and ``query_inds`` [k]
+            (which query made each prediction); no NMS (set prediction).
+        """
+        cls_scores, bbox_preds = layer_cls_scores[-1], layer_bbox_preds[-1]  # [B, N, *]
+        num_queries = cls_scores.shape[1]
+        max_per_img = min(self.test_cfg.get('max_per_img', num_queries), num_queries)
+        scores, labels = cls_scores.softmax(-1)[..., :-1].max(-1)  # [B, N]
+        scores, keep = scores.topk(max_per_img, dim=1)  # [B, k]
+        labels = labels.gather(1, keep)
+        boxes = box_cxcywh_to_xyxy(bbox_preds.gather(1, keep[..., None].expand(-1, -1, 4)))
+        results = []
+        for b, meta in enumerate(batch_img_metas):
+            img_h, img_w = meta['img_shape'][:2]
+            size = boxes.new_tensor([img_w, img_h, img_w, img_h])
+            det = torch.minimum((boxes[b] * size).clamp(min=0), size)
+            if rescale:
+                scale_factor = meta.get('scale_factor', (1., 1.))
+                det = det / det.new_tensor(scale_factor).repeat(2)
+            results.append(InstanceData(bboxes=det, scores=scores[b], labels=labels[b],
+                                        query_inds=keep[b]))
+        return results

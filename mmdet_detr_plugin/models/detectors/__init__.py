@@ -1,0 +1,3 @@
+from .detr import PluginDETR
+
+__all__ = ['PluginDETR']

@@ -1,0 +1,113 @@
+"""Multi-head attention for DETR, on ``scaled_dot_product_attention``.
+
+Parameters keep the layout of ``torch.nn.MultiheadAttention`` (and so of the
+reference DETR release): ``in_proj_weight`` [3 * d, d] with rows q | k | v,
+``in_proj_bias`` [3 * d], ``out_proj`` Linear(d, d). Positional encodings are
+added to queries and keys, never to values (DETR paper, A.3).
+
+Two savings over the generic path: when the query and key inputs are the
+same tensor (self-attention, ``q = k = x + pos``) both are projected in one
+matmul; and the fused kernel never materialises the attention matrix unless
+the weights are asked for (cross-attention maps for visualisation).
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DetrAttention(nn.Module):
+    """Multi-head attention, batch first.
+
+    Args:
+        embed_dims (int): model width d. Defaults to 256.
+        num_heads (int): number of heads; must divide ``embed_dims``. Defaults to 8.
+        attn_drop (float): dropout on the attention weights (training only).
+            Defaults to 0.
+        keep_weights (bool): also compute the head-averaged attention weights
+            and keep them in ``self.last_weights`` [B, Lq, Lk] (slower: for
+            visualisation). Defaults to False.
+    """
+
+    def __init__(self, embed_dims: int = 256, num_heads: int = 8,
+                 attn_drop: float = 0., keep_weights: bool = False) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads})')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.attn_drop = attn_drop
+        self.keep_weights = keep_weights
+        self.last_weights: Optional[Tensor] = None
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dims, embed_dims))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dims))
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # as torch.nn.MultiheadAttention
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        """[B, L, d] -> [B, heads, L, d / heads]."""
+        batch_size, length, _ = x.shape
+        return x.view(batch_size, length, self.num_heads, self.head_dims).transpose(1, 2)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """Attend.
+
+        Args:
+            query (Tensor): [B, Lq, d], positional encoding already added.
+            key (Tensor): [B, Lk, d], positional encoding already added. May be
+                the same tensor object as ``query`` (self-attention).
+            value (Tensor): [B, Lk, d].
+            key_padding_mask (Tensor, optional): [B, Lk] bool, True on padded
+                keys, which get no attention.
+
+        Returns:
+            Tensor: [B, Lq, d], after the output projection.
+        """
+        d = self.embed_dims
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if query is key:
+            q, k = F.linear(query, w[:2 * d], b[:2 * d]).chunk(2, dim=-1)
+        else:
+            q = F.linear(query, w[:d], b[:d])
+            k = F.linear(key, w[d:2 * d], b[d:2 * d])
+        v = F.linear(value, w[2 * d:], b[2 * d:])
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
+        attn_mask = None
+        if key_padding_mask is not None:
+            # SDPA's boolean mask is True where attention is allowed: [B, 1, 1, Lk]
+            attn_mask = ~key_padding_mask.bool()[:, None, None, :]
+        dropout_p = self.attn_drop if self.training else 0.
+
+        if self.keep_weights:
+            out = self._attend_with_weights(q, k, v, attn_mask, dropout_p)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        batch_size, _, length, _ = out.shape
+        out = out.transpose(1, 2).reshape(batch_size, length, d)  # [B, Lq, d]
+        return self.out_proj(out)
+
+    def _attend_with_weights(self, q: Tensor, k: Tensor, v: Tensor,
+                             attn_mask: Optional[Tensor], dropout_p: float) -> Tensor:
+        """The explicit form, keeping head-averaged weights [B, Lq, Lk]."""
+        logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dims)
+        if attn_mask is not None:
+            logits = logits.masked_fill(~attn_mask, float('-inf'))
+        weights = logits.softmax(dim=-1)  # [B, heads, Lq, Lk]
+        self.last_weights = weights.mean(dim=1).detach()
+        weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+        return torch.matmul(weights, v)
+
+    def extra_repr(self) -> str:
+        return f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, attn_drop={self.attn_drop}'

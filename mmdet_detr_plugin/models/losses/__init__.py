@@ -1,0 +1,3 @@
+from .set_criterion import PluginSetCriterion
+
+__all__ = ['PluginSetCriterion']

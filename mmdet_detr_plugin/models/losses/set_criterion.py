@@ -1,0 +1,159 @@
+"""DETR's set-prediction loss (DETR paper, section 3.1, eq. 2 and A.2).
+
+Given the one-to-one matching of every decoder layer, for each layer:
+
+* ``loss_cls``: cross-entropy over all queries, target "no object" (the
+  last class) for unmatched ones, whose weight is ``no_object_weight``
+  (0.1); a weighted mean, as ``F.cross_entropy(weight=...)`` computes it,
+  whose denominator (the sum of weights) is averaged over processes;
+* ``loss_bbox``: L1 between matched normalised (cx, cy, w, h) boxes;
+* ``loss_iou``: ``1 - GIoU`` between matched boxes;
+
+box terms are summed and divided by the number of ground-truth boxes in the
+batch, averaged over processes and at least 1 (reference: ``SetCriterion``;
+mmdet: ``DETRHead.loss_by_feat``). All layers are computed together from
+stacked tensors; there is no loop over layers or images.
+
+Averaging both denominators over processes makes P processes with b images
+each produce, after DDP's gradient averaging, exactly the gradients of one
+process with P * b images (the reference normalises the cross-entropy per
+process instead; ``sync_cls_avg_factor=False`` restores that).
+"""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.utils import reduce_mean
+from ...structures.box_ops import aligned_generalized_box_iou, box_cxcywh_to_xyxy
+
+
+@MODELS.register_module()
+class PluginSetCriterion(BaseModule):
+    """Weighted sum of classification, L1 and GIoU losses over matched sets.
+
+    Args:
+        num_classes (int): number of object classes K (no-object excluded).
+        no_object_weight (float): relative weight of the no-object class in
+            the cross-entropy. Defaults to 0.1.
+        loss_cls_weight (float): Defaults to 1.
+        loss_bbox_weight (float): L1 weight. Defaults to 5.
+        loss_iou_weight (float): GIoU weight. Defaults to 2.
+        aux_loss (bool): also supervise every earlier decoder layer (keys
+            ``d{i}.loss_*``). Defaults to True.
+        iou_eps (float): lower bound of union and enclosure in the GIoU.
+            Defaults to 1e-6.
+        sync_cls_avg_factor (bool): average the cross-entropy's denominator
+            over processes. Defaults to True.
+    """
+
+    def __init__(self, num_classes: int, no_object_weight: float = 0.1,
+                 loss_cls_weight: float = 1., loss_bbox_weight: float = 5.,
+                 loss_iou_weight: float = 2., aux_loss: bool = True,
+                 iou_eps: float = 1e-6, sync_cls_avg_factor: bool = True) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.no_object_weight = no_object_weight
+        self.loss_cls_weight = loss_cls_weight
+        self.loss_bbox_weight = loss_bbox_weight
+        self.loss_iou_weight = loss_iou_weight
+        self.aux_loss = aux_loss
+        self.iou_eps = iou_eps
+        self.sync_cls_avg_factor = sync_cls_avg_factor
+        class_weight = torch.ones(num_classes + 1)
+        class_weight[-1] = no_object_weight
+        self.register_buffer('class_weight', class_weight, persistent=False)
+
+    @staticmethod
+    def gather_matches(matches: Sequence[Tuple[Tensor, Tensor]],
+                       num_gts: Sequence[int]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Flatten per-image matches into batch-wide index tensors.
+
+        Args:
+            matches: per image ``(query_inds [L, K_b], gt_inds [L, K_b])``.
+            num_gts: per image number of gt boxes M_b.
+
+        Returns:
+            tuple: ``batch_inds`` [K] (image of each match), ``query_inds``
+            [L, K], ``flat_gt_inds`` [L, K] into the concatenated gts of the
+            batch; K = sum_b K_b.
+        """
+        device = matches[0][0].device
+        batch_inds = torch.cat([
+            torch.full((q.shape[1], ), b, dtype=torch.long, device=device)
+            for b, (q, _) in enumerate(matches)
+        ])
+        offsets = [0]
+        for m in num_gts[:-1]:
+            offsets.append(offsets[-1] + m)
+        query_inds = torch.cat([q for q, _ in matches], dim=1)
+        flat_gt_inds = torch.cat([g + off for (_, g), off in zip(matches, offsets)], dim=1)
+        return batch_inds, query_inds, flat_gt_inds
+
+    def forward(self, cls_scores: Tensor, bbox_preds: Tensor,
+                matches: Sequence[Tuple[Tensor, Tensor]], gt_labels: Sequence[Tensor],
+                gt_boxes: Sequence[Tensor], img_shapes: Sequence[Sequence[int]]
+                ) -> Dict[str, Tensor]:
+        """Compute the losses of every layer.
+
+        Args:
+            cls_scores (Tensor): [L, B, N, K + 1] logits.
+            bbox_preds (Tensor): [L, B, N, 4] normalised cxcywh.
+            matches (list): per image ``(query_inds [L, K_b], gt_inds [L, K_b])``
+                from ``PluginHungarianAssigner.assign_batch``.
+            gt_labels (list[Tensor]): B tensors [M_b].
+            gt_boxes (list[Tensor]): B tensors [M_b, 4], normalised cxcywh.
+            img_shapes (list[tuple]): B (h, w) in pixels (GIoU is computed in
+                pixels, where its ``eps`` is meant).
+
+        Returns:
+            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` of the
+            last layer and ``d{i}.loss_*`` of the others.
+        """
+        # losses in float32, also under mixed precision
+        cls_scores, bbox_preds = cls_scores.float(), bbox_preds.float()
+        num_layers, batch_size, num_queries, _ = cls_scores.shape
+        device = cls_scores.device
+        layer_inds = torch.arange(num_layers, device=device)[:, None]  # [L, 1]
+        batch_inds, query_inds, flat_gt_inds = self.gather_matches(
+            matches, [len(labels) for labels in gt_labels])
+        all_labels = torch.cat(list(gt_labels))  # [M]
+        all_boxes = torch.cat(list(gt_boxes)).float()  # [M, 4]
+
+        # 1. classification: targets [L, B, N], no-object unless matched
+        target_classes = torch.full((num_layers, batch_size, num_queries), self.num_classes,
+                                    dtype=torch.long, device=device)
+        target_classes[layer_inds, batch_inds, query_inds] = all_labels[flat_gt_inds]
+        class_weight = self.class_weight
+        loss_cls = F.cross_entropy(cls_scores.flatten(0, 2), target_classes.flatten(),
+                                   weight=class_weight, reduction='none')
+        cls_avg_factor = class_weight[target_classes].view(num_layers, -1).sum(1)  # [L]
+        if self.sync_cls_avg_factor:
+            cls_avg_factor = reduce_mean(cls_avg_factor)
+        loss_cls = loss_cls.view(num_layers, -1).sum(1) / cls_avg_factor.clamp(min=1)
+
+        # 2. number of boxes, averaged over processes (no host sync here)
+        num_boxes = cls_scores.new_tensor(float(len(all_labels)))
+        num_boxes = reduce_mean(num_boxes).clamp(min=1)
+
+        # 3. box terms on matched pairs: [L, K, 4]
+        matched = bbox_preds[layer_inds, batch_inds, query_inds]
+        targets = all_boxes[flat_gt_inds]
+        loss_bbox = (matched - targets).abs().sum((1, 2)) / num_boxes
+        scales = torch.tensor([[s[1], s[0], s[1], s[0]] for s in img_shapes],
+                              dtype=matched.dtype, device=device)[batch_inds]  # [K, 4]
+        giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched) * scales,
+                                           box_cxcywh_to_xyxy(targets) * scales, self.iou_eps)
+        loss_iou = (1 - giou).sum(1) / num_boxes
+
+        # 4. per-layer dict with mmdet's keys
+        per_layer = (loss_cls * self.loss_cls_weight, loss_bbox * self.loss_bbox_weight,
+                     loss_iou * self.loss_iou_weight)  # three [L]
+        names = ('loss_cls', 'loss_bbox', 'loss_iou')
+        losses = {name: values[-1] for name, values in zip(names, per_layer)}
+        for i in range(num_layers - 1):
+            losses.update({f'd{i}.{name}': values[i] for name, values in zip(names, per_layer)})
+        return losses

@@ -1,0 +1,3 @@
+from .input_projection import PluginInputProjection
+
+__all__ = ['PluginInputProjection']

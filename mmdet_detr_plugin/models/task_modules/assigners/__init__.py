@@ -1,0 +1,7 @@
+from .hungarian_assigner import PluginHungarianAssigner, solve_assignment
+from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
+
+__all__ = [
+    'PluginHungarianAssigner', 'solve_assignment', 'PluginClassificationCost',
+    'PluginBBoxL1Cost', 'PluginIoUCost'
+]

@@ -1,0 +1,212 @@
+"""One-to-one matching of queries to ground-truth boxes (DETR paper, 3.1).
+
+``PluginHungarianAssigner`` solves the linear sum assignment of a weighted
+sum of match costs with scipy. Two entry points:
+
+* ``assign(pred_instances, gt_instances, img_meta) -> AssignResult``: mmdet's
+  assigner contract, one image and one decoder layer, so the assigner drops
+  into mmdet's ``DETRHead`` and its relatives;
+* ``assign_batch(...)``: every decoder layer and every image of a batch at
+  once. The cost matrices of each image are computed for all layers in one
+  batched operation, copied to the host in a single transfer for the whole
+  batch, and the index results come back in a single transfer; this is what
+  the plugin's head uses (mmdet's path costs one device round trip per layer
+  and image).
+"""
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.structures import InstanceData
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from mmdet.models.task_modules.assigners import AssignResult, BaseAssigner
+from mmdet.registry import TASK_UTILS
+from mmdet.utils import ConfigType
+from ....structures.box_ops import box_cxcywh_to_xyxy
+
+# Default costs: DETR's weights (class 1, L1 5, GIoU 2).
+DETR_MATCH_COSTS = (
+    dict(type='PluginClassificationCost', weight=1.),
+    dict(type='PluginBBoxL1Cost', weight=5.),
+    dict(type='PluginIoUCost', weight=2.),
+)
+
+
+def solve_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost one-to-one matching of an [N, M] cost matrix.
+
+    Returns ``(rows, cols)``, each of length ``min(N, M)``, rows ascending.
+    Raises ``ValueError`` naming the problem when the costs are not finite
+    (usually NaN predictions from a diverged model).
+    """
+    if cost.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    if not np.isfinite(cost).all():
+        raise ValueError('matching costs contain NaN or inf: the predictions of this step '
+                         'are not finite (the model has diverged; lower the learning rate '
+                         'or check the input data)')
+    return linear_sum_assignment(cost)
+
+
+@TASK_UTILS.register_module()
+class PluginHungarianAssigner(BaseAssigner):
+    """Hungarian assigner over a weighted sum of match costs.
+
+    Args:
+        match_costs (list[dict] | dict): match-cost configs; the plugin's
+            (``PluginClassificationCost``, ``PluginBBoxL1Cost``,
+            ``PluginIoUCost``) or any of mmdet's (``ClassificationCost``,
+            ``BBoxL1Cost``, ``IoUCost``, ``FocalLossCost``...). Defaults to
+            DETR's: class 1, L1 5, GIoU 2. mmdet's costs have no batched form
+            and are evaluated per layer and image in ``assign_batch``.
+
+    Example:
+        >>> assigner = PluginHungarianAssigner()
+        >>> pred = InstanceData(scores=torch.zeros(3, 3),
+        ...                     bboxes=torch.tensor([[0., 0., 10., 10.],
+        ...                                          [20., 20., 30., 30.],
+        ...                                          [0., 20., 10., 30.]]))
+        >>> gt = InstanceData(labels=torch.tensor([0, 1]),
+        ...                   bboxes=torch.tensor([[21., 19., 30., 31.],
+        ...                                        [0., 0., 9., 11.]]))
+        >>> assigner.assign(pred, gt, dict(img_shape=(40, 40))).gt_inds
+        tensor([2, 1, 0])
+    """
+
+    def __init__(self, match_costs: Union[List[ConfigType], ConfigType] = DETR_MATCH_COSTS) -> None:
+        if isinstance(match_costs, dict):
+            match_costs = [match_costs]
+        if not match_costs:
+            raise ValueError('PluginHungarianAssigner needs at least one match cost')
+        self.match_costs = [
+            TASK_UTILS.build(cfg) if isinstance(cfg, dict) else cfg for cfg in match_costs
+        ]
+        self._all_batched = all(hasattr(cost, 'batched') for cost in self.match_costs)
+
+    # ------------------------------------------------------------------ #
+    # mmdet's contract: one image, one layer
+    # ------------------------------------------------------------------ #
+    def assign(self, pred_instances: InstanceData, gt_instances: InstanceData,
+               img_meta: dict = None, **kwargs) -> AssignResult:
+        """Match one image's predictions to its ground truth.
+
+        Args:
+            pred_instances (InstanceData): ``scores`` [N, C] logits and
+                ``bboxes`` [N, 4] xyxy in pixels of ``img_meta['img_shape']``.
+            gt_instances (InstanceData): ``labels`` [M] and ``bboxes`` [M, 4]
+                xyxy in pixels.
+            img_meta (dict): must hold ``img_shape`` (h, w) for box costs.
+
+        Returns:
+            AssignResult: ``gt_inds`` [N]: 0 for unmatched queries, i + 1 for
+            a query matched to box i; ``labels`` [N]: the matched box's label
+            or -1.
+        """
+        num_gts, num_preds = len(gt_instances), len(pred_instances)
+        device = gt_instances.labels.device
+        gt_inds = torch.zeros(num_preds, dtype=torch.long, device=device)
+        labels = torch.full((num_preds, ), -1, dtype=torch.long, device=device)
+        if num_gts and num_preds:
+            cost = sum(c(pred_instances=pred_instances, gt_instances=gt_instances,
+                         img_meta=img_meta) for c in self.match_costs)
+            rows, cols = solve_assignment(cost.detach().float().cpu().numpy())
+            rows = torch.from_numpy(rows).to(device)
+            cols = torch.from_numpy(cols).to(device)
+            gt_inds[rows] = cols + 1
+            labels[rows] = gt_instances.labels[cols]
+        return AssignResult(num_gts=num_gts, gt_inds=gt_inds, max_overlaps=None, labels=labels)
+
+    # ------------------------------------------------------------------ #
+    # batched: all layers, all images
+    # ------------------------------------------------------------------ #
+    def batched_cost(self, logits: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
+                     img_shape: Sequence[int]) -> Tensor:
+        """Total cost of one image for all layers.
+
+        Args:
+            logits (Tensor): [L, N, C + 1] class logits.
+            boxes (Tensor): [L, N, 4] normalised cxcywh.
+            gt_labels (Tensor): [M] labels.
+            gt_boxes (Tensor): [M, 4] normalised cxcywh.
+            img_shape (tuple): (h, w) of the image in pixels.
+
+        Returns:
+            Tensor: [L, N, M] float32.
+        """
+        if self._all_batched:
+            total = None
+            for cost in self.match_costs:
+                term = cost.batched(logits, boxes, gt_labels, gt_boxes, img_shape)
+                total = term if total is None else total.add_(term)
+            return total
+        # mmdet's costs: one (layer) at a time through their own contract
+        scale = boxes.new_tensor([img_shape[1], img_shape[0]] * 2)
+        gt = InstanceData(labels=gt_labels, bboxes=box_cxcywh_to_xyxy(gt_boxes) * scale)
+        meta = dict(img_shape=tuple(img_shape[:2]))
+        layers = []
+        for layer_logits, layer_boxes in zip(logits, boxes):
+            pred = InstanceData(scores=layer_logits, bboxes=box_cxcywh_to_xyxy(layer_boxes) * scale)
+            layers.append(sum(c(pred_instances=pred, gt_instances=gt, img_meta=meta).float()
+                              for c in self.match_costs))
+        return torch.stack(layers)
+
+    @torch.no_grad()
+    def assign_batch(self, logits: Tensor, boxes: Tensor, gt_labels: Sequence[Tensor],
+                     gt_boxes: Sequence[Tensor],
+                     img_shapes: Sequence[Sequence[int]]) -> List[Tuple[Tensor, Tensor]]:
+        """Match every decoder layer's predictions of every image.
+
+        Args:
+            logits (Tensor): [L, B, N, C + 1] class logits.
+            boxes (Tensor): [L, B, N, 4] normalised cxcywh.
+            gt_labels (list[Tensor]): B tensors [M_b].
+            gt_boxes (list[Tensor]): B tensors [M_b, 4], normalised cxcywh.
+            img_shapes (list[tuple]): B (h, w).
+
+        Returns:
+            list[tuple[Tensor, Tensor]]: per image, ``(query_inds, gt_inds)``,
+            each [L, K_b] long on the predictions' device, K_b = min(N, M_b);
+            query indices ascend along K.
+        """
+        num_layers, batch_size, num_queries = logits.shape[:3]
+        logits, boxes = logits.detach().float(), boxes.detach().float()
+        # 1. cost matrices, [L, N, M_b] per image, flattened into one buffer
+        costs, shapes = [], []
+        for b in range(batch_size):
+            num_gts = len(gt_labels[b])
+            shapes.append(num_gts)
+            if num_gts and num_queries:
+                costs.append(self.batched_cost(logits[:, b], boxes[:, b], gt_labels[b],
+                                               gt_boxes[b], img_shapes[b]).reshape(-1))
+        # 2. one device -> host copy for the whole batch
+        host = torch.cat(costs).cpu().numpy() if costs else np.empty(0, np.float32)
+        # 3. solve each (image, layer) on the host
+        rows_all, cols_all, offset = [], [], 0
+        for num_gts in shapes:
+            if not (num_gts and num_queries):
+                continue
+            block = host[offset:offset + num_layers * num_queries * num_gts]
+            block = block.reshape(num_layers, num_queries, num_gts)
+            offset += block.size
+            for layer_cost in block:
+                rows, cols = solve_assignment(layer_cost)
+                rows_all.append(rows)
+                cols_all.append(cols)
+        # 4. one host -> device copy of all indices
+        device = logits.device
+        flat = torch.from_numpy(np.concatenate(rows_all + cols_all).astype(np.int64)) \
+            if rows_all else torch.empty(0, dtype=torch.long)
+        flat = flat.to(device, non_blocking=True)
+        half = flat.numel() // 2
+        flat_rows, flat_cols = flat[:half], flat[half:]
+        results, start = [], 0
+        for num_gts in shapes:
+            k = min(num_queries, num_gts)
+            size = num_layers * k
+            results.append((flat_rows[start:start + size].view(num_layers, k),
+                            flat_cols[start:start + size].view(num_layers, k)))
+            start += size
+        return results

@@ -1,0 +1,68 @@
+"""Let torch >= 2.6 load mmengine's own checkpoints with ``weights_only``.
+
+Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``, which
+refuses any Python class not on its allow-list. mmengine 0.10.7 saves its
+``MessageHub`` (``HistoryBuffer`` objects holding numpy arrays) in every
+checkpoint and loads them with a plain ``torch.load``, so ``--resume``,
+``load_from`` and ``tools/test.py CONFIG CKPT`` fail with an
+``UnpicklingError``.
+
+Rather than switching weights-only loading off (which would execute
+arbitrary pickled code from any file a user loads), this adds exactly the
+types mmengine writes to torch's allow-list: ``HistoryBuffer`` and the numpy
+array/scalar reconstruction helpers. A ``HistoryBuffer`` also pickles its
+statistics methods as ``getattr(HistoryBuffer, 'min')``; instead of allowing
+``getattr`` itself, the name ``builtins.getattr`` is mapped to
+:func:`history_buffer_method`, which resolves those methods and nothing
+else. Everything else stays refused.
+"""
+from pickle import UnpicklingError
+from typing import Any, Callable, List
+
+import numpy as np
+import torch
+
+
+def _numpy_globals() -> List[object]:
+    """The numpy callables and types that pickled arrays and scalars name."""
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtype_classes = [type(np.dtype(t)) for t in
+                     (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                      np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+def history_buffer_method(owner: Any, name: str) -> Callable:
+    """Stand-in for ``getattr`` while unpickling: only a ``HistoryBuffer``
+    statistics method (``min``, ``max``, ``current``, ``mean`` or one
+    registered with ``HistoryBuffer.register_statistics``)."""
+    from mmengine.logging import HistoryBuffer
+    if owner is HistoryBuffer and isinstance(name, str) and (
+            name in HistoryBuffer._statistics_methods
+            or name in ('min', 'max', 'current', 'mean')):
+        return getattr(HistoryBuffer, name)
+    raise UnpicklingError(f'weights-only loading refuses getattr({owner!r}, {name!r})')
+
+
+def mmengine_safe_globals() -> List[object]:
+    """Types found in checkpoints written by mmengine's ``CheckpointHook``."""
+    from mmengine.logging import HistoryBuffer
+    return [HistoryBuffer, (history_buffer_method, 'builtins.getattr'), *_numpy_globals()]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Add mmengine's checkpoint types to torch's weights-only allow-list.
+
+    Idempotent; does nothing on torch versions without
+    ``torch.serialization.add_safe_globals`` (they load without the list).
+    """
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:
+        return
+    known = torch.serialization.get_safe_globals()
+    missing = [g for g in mmengine_safe_globals() if not any(g is k or g == k for k in known)]
+    if missing:
+        add_safe_globals(missing)

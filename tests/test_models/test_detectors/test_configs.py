@@ -1,0 +1,72 @@
+"""Every config under configs/ builds and runs loss, predict and tensor modes."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmdet.registry import MODELS
+
+from conftest import make_batch
+
+CONFIG_DIR = osp.join(osp.dirname(__file__), '..', '..', '..', 'configs')
+CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
+
+
+def test_all_configs_found():
+    for name in ('detr_r50_coco.py', 'detr_r50_8xb2-150e_coco.py', 'detr_r50_8xb2-500e_coco.py',
+                 'detr_r101_8xb2-500e_coco.py', 'detr_r50-dc5_8xb2-500e_coco.py',
+                 'detr_r18_8xb2-500e_coco.py'):
+        assert name in CONFIGS
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_config_builds_and_runs(name):
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    assert cfg.custom_imports['imports'] == ['mmdet_detr_plugin']
+    backbone = cfg.model.backbone
+    if (backbone.get('init_cfg') or {}).get('type') == 'Pretrained':
+        # the ImageNet weights are the users' own; nothing here downloads them
+        assert backbone.init_cfg.checkpoint.startswith('torchvision://')
+        backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    num_classes = cfg.model.bbox_head.num_classes
+    inputs, samples = make_batch([(64, 96), (80, 64)], num_gts=[2, 3], num_classes=num_classes)
+
+    model.train()
+    losses = model(inputs, samples, mode='loss')
+    num_layers = cfg.model.decoder.num_layers
+    assert len(losses) == 3 * num_layers
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+
+    model.eval()
+    with torch.no_grad():
+        results = model(inputs, samples, mode='predict')
+        cls_scores, bbox_preds = model(inputs, samples, mode='tensor')
+    max_per_img = cfg.model.test_cfg.max_per_img
+    assert len(results) == 2
+    assert results[0].pred_instances.bboxes.shape == (min(max_per_img, cfg.model.num_queries), 4)
+    assert cls_scores.shape == (num_layers, 2, cfg.model.num_queries, num_classes + 1)
+    assert bbox_preds.shape == (num_layers, 2, cfg.model.num_queries, 4)
+    assert ((bbox_preds >= 0) & (bbox_preds <= 1)).all()
+
+
+def test_paper_recipe_settings():
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2-150e_coco.py'))
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW' and optim.optimizer.lr == 1e-4
+    assert optim.optimizer.weight_decay == 1e-4
+    assert optim.clip_grad.max_norm == 0.1
+    assert optim.paramwise_cfg.custom_keys['backbone'].lr_mult == 0.1
+    assert cfg.model.num_queries == 100
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.param_scheduler[0].milestones == [100]
+    cfg500 = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50_8xb2-500e_coco.py'))
+    assert cfg500.train_cfg.max_epochs == 500 and cfg500.param_scheduler[0].milestones == [400]
+    dc5 = Config.fromfile(osp.join(CONFIG_DIR, 'detr_r50-dc5_8xb2-500e_coco.py'))
+    assert dc5.model.backbone.dilations == (1, 1, 1, 2)

@@ -1,0 +1,116 @@
+"""Draw a detector's predictions, and optionally where each query looked.
+
+    python tools/demo.py IMAGE_OR_DIR CONFIG CHECKPOINT --out-dir DIR
+        [--score-thr 0.7] [--attention] [--max-images N] [--device cpu]
+
+Writes ``DIR/<image>.png`` (kept boxes with class names and scores, drawn by
+mmdet's ``DetLocalVisualizer``) and, with ``--attention``,
+``DIR/<image>_attention.png``: one panel per kept query with the last
+decoder layer's head-averaged cross-attention over the image.
+"""
+import argparse
+import math
+import os
+import os.path as osp
+from typing import List
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import mmcv  # noqa: E402
+import numpy as np  # noqa: E402
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Draw predictions (and attention maps)')
+    parser.add_argument('inputs', help='an image file or a directory of images')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-dir', required=True, help='where the PNGs go')
+    parser.add_argument('--score-thr', type=float, default=0.7, help='keep boxes above this')
+    parser.add_argument('--attention', action='store_true',
+                        help='also draw each kept query\'s cross-attention map')
+    parser.add_argument('--max-images', type=int, default=None, help='stop after N images')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu or cuda:0')
+    return parser.parse_args()
+
+
+def list_images(inputs: str) -> List[str]:
+    if osp.isfile(inputs):
+        return [inputs]
+    if not osp.isdir(inputs):
+        raise FileNotFoundError(f'no image or directory at {inputs}')
+    files = sorted(osp.join(inputs, f) for f in os.listdir(inputs)
+                   if f.lower().endswith(IMAGE_EXTS))
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) in {inputs}')
+    return files
+
+
+def draw_attention(image_rgb: np.ndarray, pred, maps, classes, score_thr: float,
+                   out_file: str) -> int:
+    """One panel per kept query: the image, its attention map and its box."""
+    keep = (pred.scores >= score_thr).nonzero().flatten().tolist()
+    if not keep:
+        return 0
+    cols = min(4, len(keep))
+    rows = math.ceil(len(keep) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for ax, i in zip(axes.flat, keep):
+        x1, y1, x2, y2 = pred.bboxes[i].tolist()
+        ax.imshow(image_rgb)
+        ax.imshow(maps[i].cpu().numpy(), cmap='jet', alpha=0.5, vmin=0, vmax=1)
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color='white',
+                                   linewidth=1.5))
+        name = classes[int(pred.labels[i])] if classes else str(int(pred.labels[i]))
+        ax.set_title(f'query {int(pred.query_inds[i])}: {name} {float(pred.scores[i]):.2f}',
+                     fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return len(keep)
+
+
+def main() -> None:
+    args = parse_args()
+    from mmdet.apis import inference_detector, init_detector
+    from mmdet.visualization import DetLocalVisualizer
+
+    images = list_images(args.inputs)[:args.max_images]
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    model = init_detector(args.config, args.checkpoint, device=args.device)
+    classes = model.dataset_meta.get('classes') if model.dataset_meta else None
+    visualizer = DetLocalVisualizer(name='detr_demo')
+    visualizer.dataset_meta = model.dataset_meta
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.attention:
+        from mmdet_detr_plugin.apis import predict_with_attention
+
+    for path in images:
+        stem = osp.splitext(osp.basename(path))[0]
+        if args.attention:
+            result, maps = predict_with_attention(model, path)
+        else:
+            result = inference_detector(model, path)
+        image_rgb = mmcv.imread(path, channel_order='rgb')
+        visualizer.add_datasample(stem, image_rgb, result, draw_gt=False, show=False,
+                                  pred_score_thr=args.score_thr,
+                                  out_file=osp.join(args.out_dir, f'{stem}.png'))
+        kept = int((result.pred_instances.scores >= args.score_thr).sum())
+        line = f'{path}: {kept} boxes'
+        if args.attention:
+            draw_attention(image_rgb, result.pred_instances, maps, classes, args.score_thr,
+                           osp.join(args.out_dir, f'{stem}_attention.png'))
+            line += ', attention maps drawn'
+        print(line)
+    print(f'pictures written to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

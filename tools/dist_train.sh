@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Distributed training on one or several nodes:
+#   bash tools/dist_train.sh CONFIG GPUS [train.py options...]
+# NNODES, NODE_RANK, MASTER_ADDR, PORT select a multi-node run. Without GPUs
+# the processes use the gloo backend on the CPU.
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+"${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"
