@@ -79,11 +79,27 @@ class PluginDETRHead(BaseModule):
         return cls_scores, self.bbox_mlp[-1](x).sigmoid()
 
     # ------------------------------------------------------------------ #
-    def loss(self, hidden_states: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Forward and set loss. Returns mmdet's loss dict."""
+    def loss(self, hidden_states: Tensor, batch_data_samples: SampleList,
+             num_query_groups: int = 1) -> Dict[str, Tensor]:
+        """Forward and set loss. Returns mmdet's loss dict.
+
+        With ``num_query_groups`` G > 1 (``PluginDETR``'s query groups), the
+        G * N queries of each image form G independent sets of N, each
+        matched to the image's boxes on its own; the losses average over
+        the groups.
+        """
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        return self.loss_by_feat(*self(hidden_states), batch_gt_instances, batch_img_metas)
+        cls_scores, bbox_preds = self(hidden_states)
+        if num_query_groups > 1:
+            # [L, B, G*N, *] -> [L, B*G, N, *]: each group becomes a copy of its image
+            num_layers, batch_size, num_all = cls_scores.shape[:3]
+            shape = (num_layers, batch_size * num_query_groups, num_all // num_query_groups)
+            cls_scores = cls_scores.reshape(*shape, -1)
+            bbox_preds = bbox_preds.reshape(*shape, 4)
+            batch_gt_instances = [gt for gt in batch_gt_instances for _ in range(num_query_groups)]
+            batch_img_metas = [m for m in batch_img_metas for _ in range(num_query_groups)]
+        return self.loss_by_feat(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas)
 
     def loss_by_feat(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],

@@ -60,7 +60,8 @@ class DetrAttention(nn.Module):
         return x.view(batch_size, length, self.num_heads, self.head_dims).transpose(1, 2)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
-                key_padding_mask: Optional[Tensor] = None) -> Tensor:
+                key_padding_mask: Optional[Tensor] = None,
+                attn_mask: Optional[Tensor] = None) -> Tensor:
         """Attend.
 
         Args:
@@ -70,6 +71,8 @@ class DetrAttention(nn.Module):
             value (Tensor): [B, Lk, d].
             key_padding_mask (Tensor, optional): [B, Lk] bool, True on padded
                 keys, which get no attention.
+            attn_mask (Tensor, optional): [Lq, Lk] bool, True where a query may
+                NOT attend to a key (``nn.MultiheadAttention``'s convention).
 
         Returns:
             Tensor: [B, Lq, d], after the output projection.
@@ -84,16 +87,19 @@ class DetrAttention(nn.Module):
         v = F.linear(value, w[2 * d:], b[2 * d:])
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
 
-        attn_mask = None
+        # SDPA's boolean mask is True where attention is allowed
+        allowed = None
         if key_padding_mask is not None:
-            # SDPA's boolean mask is True where attention is allowed: [B, 1, 1, Lk]
-            attn_mask = ~key_padding_mask.bool()[:, None, None, :]
+            allowed = ~key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, Lk]
+        if attn_mask is not None:
+            pair = ~attn_mask.bool()  # [Lq, Lk]
+            allowed = pair if allowed is None else allowed & pair
         dropout_p = self.attn_drop if self.training else 0.
 
         if self.keep_weights:
-            out = self._attend_with_weights(q, k, v, attn_mask, dropout_p)
+            out = self._attend_with_weights(q, k, v, allowed, dropout_p)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         batch_size, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch_size, length, d)  # [B, Lq, d]
         return self.out_proj(out)

@@ -91,7 +91,8 @@ class DetrDecoderLayer(nn.Module):
         return F.dropout(x, self.dropout, self.training)
 
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor,
-                memory_with_pos: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
+                memory_with_pos: Tensor, key_padding_mask: Optional[Tensor],
+                self_attn_mask: Optional[Tensor] = None) -> Tensor:
         """Decode one step.
 
         Args:
@@ -100,6 +101,8 @@ class DetrDecoderLayer(nn.Module):
             memory (Tensor): [B, S, d] encoder output (the values).
             memory_with_pos (Tensor): [B, S, d] memory + positions (the keys).
             key_padding_mask (Tensor, optional): [B, S] True on padding.
+            self_attn_mask (Tensor, optional): [N, N] True where query i may not
+                attend to query j (query groups).
 
         Returns:
             Tensor: [B, N, d].
@@ -108,14 +111,14 @@ class DetrDecoderLayer(nn.Module):
             if self.with_self_attn:
                 y = self.norm1(x)
                 qk = y + query_pos
-                x = x + self._drop(self.self_attn(qk, qk, y))
+                x = x + self._drop(self.self_attn(qk, qk, y, attn_mask=self_attn_mask))
             y = self.norm2(x)
             x = x + self._drop(self.cross_attn(y + query_pos, memory_with_pos, memory,
                                                key_padding_mask))
             return x + self._drop(self.ffn(self.norm3(x)))
         if self.with_self_attn:
             qk = x + query_pos
-            x = self.norm1(x + self._drop(self.self_attn(qk, qk, x)))
+            x = self.norm1(x + self._drop(self.self_attn(qk, qk, x, attn_mask=self_attn_mask)))
         x = self.norm2(x + self._drop(
             self.cross_attn(x + query_pos, memory_with_pos, memory, key_padding_mask)))
         return self.norm3(x + self._drop(self.ffn(x)))
@@ -193,7 +196,7 @@ class PluginDetrTransformerDecoder(BaseModule):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, query_pos: Tensor,
                 key_pos: Optional[Tensor], key_padding_mask: Optional[Tensor] = None,
-                **kwargs) -> Tensor:
+                self_attn_mask: Optional[Tensor] = None, **kwargs) -> Tensor:
         """Decode.
 
         Args:
@@ -203,6 +206,8 @@ class PluginDetrTransformerDecoder(BaseModule):
             query_pos (Tensor): [B, N, d] learned query embeddings.
             key_pos (Tensor, optional): [B, S, d] positions of the memory.
             key_padding_mask (Tensor, optional): [B, S] True on padding.
+            self_attn_mask (Tensor, optional): [N, N] True where query i may
+                not attend to query j.
 
         Returns:
             Tensor: [num_layers, B, N, d] (or [1, B, N, d] without
@@ -212,7 +217,7 @@ class PluginDetrTransformerDecoder(BaseModule):
         x = query
         outputs = []
         for layer in self.layers:
-            x = layer(x, query_pos, value, key_with_pos, key_padding_mask)
+            x = layer(x, query_pos, value, key_with_pos, key_padding_mask, self_attn_mask)
             if self.return_intermediate:
                 outputs.append(self.norm(x))
         if not self.return_intermediate:
