@@ -5,6 +5,7 @@
         [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -68,6 +69,8 @@ def main() -> None:
         enable_visualization(cfg, args)
 
     from mmdet_detr_plugin.utils.dist import setup_cpu_distributed
+    from mmdet_detr_plugin.utils.preflight import check_datasets, name_corrupt_annotation
+    check_datasets(cfg, 'test')
     setup_cpu_distributed(cfg, args.launcher)
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
@@ -75,7 +78,10 @@ def main() -> None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must end with .pkl or .pickle')
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    try:
+        runner.test()
+    except json.JSONDecodeError as err:
+        name_corrupt_annotation(cfg, err, 'test')
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@
 The plugin is loaded through the config's ``custom_imports``.
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -46,6 +47,8 @@ def load_config(path: str, cfg_options: dict = None) -> Config:
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
+    from mmdet_detr_plugin.utils.preflight import check_custom_imports
+    check_custom_imports(cfg, path)
     old_root = cfg.get('data_root')
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -84,8 +87,11 @@ def main() -> None:
                                'config')
 
     if args.resume == 'auto':
+        # the newest complete checkpoint (mmengine would take a truncated one
+        # left by a job killed while saving)
+        from mmdet_detr_plugin.utils.resume import find_resumable_checkpoint
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume checkpoint not found: {args.resume}')
@@ -93,10 +99,15 @@ def main() -> None:
         cfg.load_from = args.resume
 
     from mmdet_detr_plugin.utils.dist import setup_cpu_distributed
+    from mmdet_detr_plugin.utils.preflight import check_datasets, name_corrupt_annotation
+    check_datasets(cfg, 'train')
     setup_cpu_distributed(cfg, args.launcher)
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except json.JSONDecodeError as err:
+        name_corrupt_annotation(cfg, err, 'train')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,12 @@
 """DETR's prediction head: class and box FFNs shared by all decoder layers
 (DETR paper, section 3.2 "Prediction feed-forward networks")."""
+import logging
+import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -31,7 +34,11 @@ class PluginDETRHead(BaseModule):
         num_reg_fcs (int): hidden layers of the box MLP (d -> d, ReLU); a
             final d -> 4 layer follows. Defaults to 2 (DETR's 3-layer MLP).
         criterion (dict): set-loss config; ``num_classes`` is filled in.
-            Defaults to ``PluginSetCriterion`` with DETR's weights.
+            Defaults to ``PluginSetCriterion`` with DETR's weights. With its
+            ``cls_loss='focal'`` the head scores classes by sigmoid of the
+            first K logits instead of a softmax over K + 1, and the class
+            biases start at the prior ``-log((1 - 0.01) / 0.01)`` (Deformable
+            DETR); the no-object logit is then unused.
         train_cfg (dict): holds ``assigner``. Defaults to
             ``PluginHungarianAssigner`` with DETR's costs.
         test_cfg (dict): ``max_per_img``, queries kept per image (by score).
@@ -67,6 +74,14 @@ class PluginDETRHead(BaseModule):
         self.bbox_mlp = nn.ModuleList(
             [nn.Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
             [nn.Linear(embed_dims, 4)])
+        self.use_sigmoid_cls = getattr(self.criterion, 'cls_loss', 'ce') == 'focal'
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.use_sigmoid_cls:
+            # focal loss: start every class at a 1% prior (Lin et al. 2017)
+            prior_prob = 0.01
+            nn.init.constant_(self.fc_cls.bias, -math.log((1 - prior_prob) / prior_prob))
 
     # ------------------------------------------------------------------ #
     def forward(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
@@ -127,14 +142,53 @@ class PluginDETRHead(BaseModule):
         img_shapes = [meta['img_shape'][:2] for meta in batch_img_metas]
         gt_labels = [gt.labels.long() for gt in batch_gt_instances]
         self._check_labels(gt_labels, batch_img_metas)
+        gt_xyxy, gt_labels = self._sanitize_boxes([gt.bboxes for gt in batch_gt_instances],
+                                                  gt_labels, batch_img_metas)
         gt_boxes = []  # normalised cxcywh [M_b, 4]
-        for gt, (img_h, img_w) in zip(batch_gt_instances, img_shapes):
-            scale = gt.bboxes.new_tensor([img_w, img_h, img_w, img_h])
-            gt_boxes.append(box_xyxy_to_cxcywh(gt.bboxes / scale))
+        for boxes, (img_h, img_w) in zip(gt_xyxy, img_shapes):
+            scale = boxes.new_tensor([img_w, img_h, img_w, img_h])
+            gt_boxes.append(box_xyxy_to_cxcywh(boxes / scale))
         matches = self.assigner.assign_batch(all_layers_cls_scores, all_layers_bbox_preds,
                                              gt_labels, gt_boxes, img_shapes)
         return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, matches, gt_labels,
                               gt_boxes, img_shapes)
+
+    @staticmethod
+    def _sanitize_boxes(boxes: List[Tensor], labels: List[Tensor], batch_img_metas: List[dict]
+                        ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Clip ground-truth boxes to their image; drop boxes left without area.
+
+        Boxes partly outside the image are clipped (their normalised targets
+        must lie in [0, 1], the range of the sigmoid); zero-area, inverted,
+        non-finite or wholly outside boxes cannot be learned and are dropped
+        with a warning naming the image. One host sync when all boxes are fine.
+
+        Args:
+            boxes (list[Tensor]): B tensors [M_b, 4] xyxy in pixels.
+            labels (list[Tensor]): B tensors [M_b].
+            batch_img_metas (list[dict]): ``img_shape`` (and ``img_path``).
+
+        Returns:
+            tuple[list[Tensor], list[Tensor]]: clipped boxes and their labels.
+        """
+        clipped, keeps = [], []
+        for b, meta in zip(boxes, batch_img_metas):
+            img_h, img_w = meta['img_shape'][:2]
+            size = b.new_tensor([img_w, img_h, img_w, img_h])
+            c = torch.minimum(b.clamp(min=0), size)
+            clipped.append(c)
+            keeps.append(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1]))
+                         & b.isfinite().all(1))
+        if not keeps or bool(torch.cat(keeps).all()):
+            return clipped, labels
+        for i, keep in enumerate(keeps):
+            dropped = int((~keep).sum())
+            if dropped:
+                path = batch_img_metas[i].get('img_path', f'image {i} of the batch')
+                print_log(f'{path}: {dropped} ground-truth box(es) with no area inside the '
+                          f'image (zero-area, inverted or outside) ignored',
+                          logger='current', level=logging.WARNING)
+        return ([c[k] for c, k in zip(clipped, keeps)], [l[k] for l, k in zip(labels, keeps)])
 
     def _check_labels(self, gt_labels: List[Tensor], batch_img_metas: List[dict]) -> None:
         """A label outside [0, K) would silently train against the wrong
@@ -189,7 +243,11 @@ class PluginDETRHead(BaseModule):
         cls_scores, bbox_preds = layer_cls_scores[-1], layer_bbox_preds[-1]  # [B, N, *]
         num_queries = cls_scores.shape[1]
         max_per_img = min(self.test_cfg.get('max_per_img', num_queries), num_queries)
-        scores, labels = cls_scores.softmax(-1)[..., :-1].max(-1)  # [B, N]
+        if self.use_sigmoid_cls:
+            probs = cls_scores[..., :self.num_classes].sigmoid()
+        else:
+            probs = cls_scores.softmax(-1)[..., :-1]
+        scores, labels = probs.max(-1)  # [B, N]
         scores, keep = scores.topk(max_per_img, dim=1)  # [B, k]
         labels = labels.gather(1, keep)
         boxes = box_cxcywh_to_xyxy(bbox_preds.gather(1, keep[..., None].expand(-1, -1, 4)))

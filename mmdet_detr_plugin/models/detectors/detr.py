@@ -1,14 +1,18 @@
 """The DETR detector: backbone -> projection -> encoder -> decoder -> head."""
+import logging
 from typing import Dict, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
 from mmdet.models.detectors.base_detr import DetectionTransformer
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from .checkpoint_guard import register_checkpoint_guard
 
 
 @MODELS.register_module()
@@ -38,6 +42,14 @@ class PluginDETR(DetectionTransformer):
             predicts at test time (Group DETR, Chen et al. 2022: more positive
             queries per image, faster convergence at the same test-time cost).
             Defaults to 1 (plain DETR).
+        reset_classifier (bool): when a loaded checkpoint's classifier has
+            another number of classes, start the classifier afresh instead of
+            failing (fine-tuning on a new class set). Defaults to False.
+        nonfinite_loss (str): a NaN/inf loss term in training: ``'raise'``
+            stops with an error naming the step and the terms, before any
+            weight is touched; ``'skip'`` logs them and skips the step (no
+            gradient, no optimizer update; single process only). Defaults to
+            ``'raise'``.
         train_cfg, test_cfg, data_preprocessor, init_cfg: as mmdet's.
     """
 
@@ -45,6 +57,7 @@ class PluginDETR(DetectionTransformer):
                  encoder: OptConfigType = None, decoder: OptConfigType = None,
                  bbox_head: OptConfigType = None, positional_encoding: OptConfigType = None,
                  num_queries: int = 100, num_query_groups: int = 1,
+                 reset_classifier: bool = False, nonfinite_loss: str = 'raise',
                  train_cfg: OptConfigType = None, test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
@@ -52,11 +65,17 @@ class PluginDETR(DetectionTransformer):
             raise ValueError('model.bbox_head is required (e.g. type="PluginDETRHead")')
         if num_query_groups < 1:
             raise ValueError(f'model.num_query_groups must be >= 1, got {num_query_groups}')
+        if nonfinite_loss not in ('raise', 'skip'):
+            raise ValueError(f'model.nonfinite_loss must be "raise" or "skip", '
+                             f'got {nonfinite_loss!r}')
         self.num_query_groups = num_query_groups
+        self.reset_classifier = reset_classifier
+        self.nonfinite_loss = nonfinite_loss
         super().__init__(backbone=backbone, neck=neck, encoder=encoder, decoder=decoder,
                          bbox_head=bbox_head, positional_encoding=positional_encoding,
                          num_queries=num_queries, train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        register_checkpoint_guard(self)
 
     def _init_layers(self) -> None:
         """Build the positional encoding, encoder, decoder and queries."""
@@ -78,6 +97,39 @@ class PluginDETR(DetectionTransformer):
                 f'must be half of embed_dims ({self.embed_dims})')
         self.query_embedding = nn.Embedding(self.num_queries * self.num_query_groups,
                                             self.embed_dims)
+
+    def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """mmengine's loss parsing plus the non-finite check.
+
+        All processes agree on the verdict (one all-reduce), so a distributed
+        run stops (or skips) as a whole.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        finite = torch.stack([v.detach().float().isfinite().all() for v in log_vars.values()])
+        verdict = finite.all().to(torch.float32)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(verdict, op=dist.ReduceOp.MIN)
+        if verdict.item() == 1:
+            return loss, log_vars
+        bad = [name for name, ok in zip(log_vars, finite.tolist()) if not ok and name != 'loss']
+        step = MessageHub.get_current_instance().get_info('iter')
+        where = f'at iteration {step + 1}' if step is not None else 'in this step'
+        terms = ', '.join(bad) if bad else 'on another process'
+        if self.nonfinite_loss == 'raise':
+            raise FloatingPointError(
+                f'non-finite loss {where}: {terms}. No weights were updated; the last '
+                'checkpoint is intact. Lower the learning rate or check the data, then '
+                'resume with --resume; or set model.nonfinite_loss="skip" to skip such steps')
+        if dist.is_available() and dist.is_initialized():
+            raise FloatingPointError(f'non-finite loss {where}: {terms} (model.nonfinite_loss='
+                                     '"skip" is not supported in distributed runs)')
+        print_log(f'non-finite loss {where}: {terms}; step skipped', logger='current',
+                  level=logging.WARNING)
+        # a fresh leaf: backward reaches no parameter, so every grad stays None and
+        # the optimizer leaves every weight (and its moments) untouched
+        skipped = torch.zeros((), device=loss.device, requires_grad=True)
+        return skipped, {k: torch.nan_to_num(v.detach(), nan=-1.0, posinf=-1.0, neginf=-1.0)
+                         for k, v in log_vars.items()}
 
     @staticmethod
     def _with_default_type(cfg: OptConfigType, default: str) -> dict:

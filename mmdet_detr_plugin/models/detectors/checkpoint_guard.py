@@ -1,0 +1,85 @@
+"""Refuse checkpoints that do not fit the model, with one clear message.
+
+mmengine loads ``load_from`` checkpoints non-strictly: a checkpoint of
+another layout (mmdet's DETR, the original release) or another class count
+only produces warnings and the run trains from random weights. The
+detector registers :func:`check_incoming_state_dict` as a load-state-dict
+pre-hook, which sees the whole incoming state dict before any tensor is
+copied and
+
+* raises :class:`CheckpointMismatchError` listing the missing and
+  unexpected keys when any of the model's tensors is missing (another
+  layout, or a partial file), naming the converters to use;
+* raises it listing the tensors whose shapes differ, except
+* the classifier (``bbox_head.fc_cls``) when ``reset_classifier`` is set:
+  its rows are dropped from the incoming dict so that it keeps its fresh
+  initialisation (fine-tuning on a data set with another class count).
+"""
+from typing import Dict, List
+
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+CLASSIFIER_PREFIX = 'bbox_head.fc_cls.'
+CONVERTERS = ('tools/model_converters/mmdet_detr_convert.py (mmdet\'s DETR) or '
+              'tools/model_converters/detr_original_to_plugin.py (the original DETR release)')
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def _listing(title: str, keys: List[str], limit: int = 12) -> str:
+    more = f' ... and {len(keys) - limit} more' if len(keys) > limit else ''
+    return f'\n  {title} ({len(keys)}): {", ".join(keys[:limit])}{more}'
+
+
+def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], prefix: str,
+                              reset_classifier: bool) -> None:
+    """Validate (and, for a new class count, trim) ``state_dict`` in place."""
+    own = {prefix + k: v for k, v in model.state_dict().items()}
+    incoming = [k for k in state_dict if k.startswith(prefix)]
+    # num_batches_tracked buffers are bookkeeping: never a reason to refuse
+    own_keys = [k for k in own if not k.endswith('num_batches_tracked')]
+    found = [k for k in own_keys if k in state_dict]
+    if len(found) < len(own_keys):
+        missing = [k for k in own_keys if k not in state_dict]
+        unexpected = [k for k in incoming if k not in own]
+        raise CheckpointMismatchError(
+            f'the checkpoint does not fit {type(model).__name__}: {len(found)} of '
+            f'{len(own_keys)} tensors found (another layout, or a partial file?).'
+            + _listing('missing', missing) + _listing('unexpected', unexpected)
+            + f'\n  convert it first with {CONVERTERS}')
+    mismatched = [k for k in found if tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    classifier = [k for k in mismatched if k.startswith(prefix + CLASSIFIER_PREFIX)]
+    others = [k for k in mismatched if k not in classifier]
+    if classifier and reset_classifier and not others:
+        old, new = state_dict[classifier[0]].shape[0], own[classifier[0]].shape[0]
+        for k in classifier:
+            del state_dict[k]
+        print_log(f'the checkpoint\'s classifier has {old} outputs, the model {new} '
+                  f'(num_classes + 1): bbox_head.fc_cls starts afresh (reset_classifier=True)',
+                  logger='current')
+        return
+    if mismatched:
+        details = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model '
+                   f'{tuple(own[k].shape)}' for k in mismatched]
+        hint = ''
+        if classifier:
+            hint = ('\n  the classifier differs: the checkpoint was trained for another number '
+                    'of classes than model.bbox_head.num_classes. To fine-tune on the new '
+                    'classes, add model.reset_classifier=True')
+        raise CheckpointMismatchError('tensors of the checkpoint have other shapes than the '
+                                      'model\'s:' + _listing('shapes', details) + hint)
+
+
+def register_checkpoint_guard(model: nn.Module) -> None:
+    """Run :func:`check_incoming_state_dict` whenever ``model`` loads a state dict."""
+
+    def hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+             unexpected_keys, error_msgs) -> None:
+        check_incoming_state_dict(module, state_dict, prefix,
+                                  getattr(module, 'reset_classifier', False))
+
+    model._register_load_state_dict_pre_hook(hook, with_module=True)
+
