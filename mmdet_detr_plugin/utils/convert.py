@@ -19,6 +19,8 @@ plugin                                      mmdet 3.x ``DETR``
 Everything else (``backbone.*``, ``query_embedding.weight``,
 ``bbox_head.fc_cls.*``) keeps its name. Models with a decoder lacking
 self-attention map ``norm2, norm3`` the same way (mmdet has no such model).
+
+Checkpoints of the original DETR release: see :mod:`.convert_original`.
 """
 import re
 from collections import OrderedDict

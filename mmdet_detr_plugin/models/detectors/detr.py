@@ -34,7 +34,7 @@ class PluginDETR(DetectionTransformer):
         decoder (dict, optional): Defaults to ``PluginDetrTransformerDecoder``.
         bbox_head (dict): Defaults to None (must be given).
         positional_encoding (dict, optional): Defaults to
-            ``PluginSinePositionalEncoding(num_feats=d/2, normalize=True)``.
+            ``PluginSinePositionalEncoding(num_feats=d/2)`` (normalised).
         num_queries (int): object queries N. Defaults to 100.
         num_query_groups (int): G groups of N queries during training, each
             matched one-to-one to the ground truth on its own and blind to the
@@ -87,7 +87,8 @@ class PluginDETR(DetectionTransformer):
         if self.decoder.embed_dims != self.embed_dims:
             raise ValueError(f'model.encoder.embed_dims ({self.embed_dims}) and '
                              f'model.decoder.embed_dims ({self.decoder.embed_dims}) differ')
-        pos_cfg = dict(num_feats=self.embed_dims // 2, normalize=True)
+        # num_feats defaults to d / 2; everything else to the module's own defaults
+        pos_cfg = dict(num_feats=self.embed_dims // 2)
         pos_cfg.update(self.positional_encoding or {})
         self.positional_encoding = MODELS.build(
             self._with_default_type(pos_cfg, 'PluginSinePositionalEncoding'))

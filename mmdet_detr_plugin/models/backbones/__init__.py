@@ -1,0 +1,3 @@
+from .resnet import PluginResNet
+
+__all__ = ['PluginResNet']
