@@ -1,0 +1,356 @@
+"""The plugin's DETR against MMDetection's own DETR, with the same weights.
+
+    python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
+        [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
+        [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
+
+Both models are built from their R50 configs (the plugin's
+``configs/detr_r50_8xb2-150e_coco.py`` and mmdet's
+``detr/detr_r50_8xb2-150e_coco.py``), the plugin's random weights are copied
+into mmdet's through the parity converter, both get the same batches, and
+the script prints one table with medians, spreads (min..max) and ratios
+(mmdet time / plugin time: above 1 means the plugin is faster), after
+checking that outputs and assignments agree.
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+MATCHING_CASES = ((100, 10, 2), (300, 100, 8), (900, 500, 4))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--img-size', type=int, default=512)
+    parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                        help='autocast dtype for the model rows (matching stays fp32)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--depth', type=int, default=50, help='ResNet depth')
+    parser.add_argument('--num-gts', type=int, default=10, help='boxes per image')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--skip', nargs='*', default=[],
+                        choices=['train', 'owned', 'inference', 'matching', 'memory'])
+    parser.add_argument('--json', help='also write the rows to this file')
+    # internal: measure the peak memory of one implementation in a fresh process
+    parser.add_argument('--memory-of', choices=['plugin', 'mmdet'], help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+# --------------------------------------------------------------------------- #
+# models and data
+# --------------------------------------------------------------------------- #
+def build_models(depth: int, device: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """Plugin and mmdet DETR from their configs, with the same weights."""
+    import mmdet
+    import mmdet_detr_plugin  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmdet_detr_plugin.utils import plugin_to_mmdet
+    register_all_modules()
+    ours = Config.fromfile(osp.join(REPO, 'configs', 'detr_r50_8xb2-150e_coco.py')).model
+    theirs = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'detr',
+                                      'detr_r50_8xb2-150e_coco.py')).model
+    for cfg in (ours, theirs):
+        cfg.backbone.depth = depth
+        cfg.backbone.init_cfg = None  # random weights: nothing to download
+    if depth < 50:
+        ours.neck.in_channels = 512
+        theirs.neck.in_channels = [512]
+    torch.manual_seed(0)
+    plugin = MODELS.build(ours)
+    plugin.init_weights()
+    reference = MODELS.build(theirs)
+    reference.load_state_dict(plugin_to_mmdet(plugin.state_dict()), strict=True)
+    return plugin.to(device), reference.to(device)
+
+
+def make_batch(batch_size: int, img_size: int, num_gts: int, device: str, seed: int = 0):
+    """Random images [B, 3, S, S] (one padded to a smaller size) and boxes."""
+    from mmdet.structures import DetDataSample
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(batch_size, 3, img_size, img_size, generator=gen)
+    samples = []
+    for i in range(batch_size):
+        h = img_size if i == 0 else img_size * 3 // 4  # padding in the batch
+        w = img_size
+        inputs[i, :, h:] = 0
+        xy = torch.rand(num_gts, 2, generator=gen) * torch.tensor([w * 0.7, h * 0.7])
+        wh = (torch.rand(num_gts, 2, generator=gen) * 0.25 + 0.05) * torch.tensor([w, h])
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             batch_input_shape=(img_size, img_size),
+                                             scale_factor=(1., 1.)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1).to(device),
+            labels=torch.randint(0, 80, (num_gts, ), generator=gen).to(device))
+        samples.append(sample)
+    return inputs.to(device), samples
+
+
+# --------------------------------------------------------------------------- #
+# timing
+# --------------------------------------------------------------------------- #
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], warmup: int, iters: int, device: str) -> List[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def autocast(device: str, dtype: str):
+    if dtype == 'fp32':
+        return torch.autocast(device_type=device.split(':')[0], enabled=False)
+    return torch.autocast(device_type=device.split(':')[0],
+                          dtype=torch.bfloat16 if dtype == 'bf16' else torch.float16)
+
+
+def train_step_fn(model, inputs, samples, device, dtype) -> Callable[[], None]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-8, weight_decay=1e-4)
+
+    def step():
+        with autocast(device, dtype):
+            losses = model.loss(inputs, samples)
+        sum(losses.values()).backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+    return step
+
+
+def owned_part_fn(model, inputs, samples, device, dtype) -> Callable[[], None]:
+    """neck + transformer + head + matching + loss, forward and backward, on
+    fixed backbone features."""
+    with torch.no_grad(), autocast(device, dtype):
+        feats = model.backbone(inputs)
+    feats = tuple(f.detach() for f in feats)
+
+    def step():
+        with autocast(device, dtype):
+            x = model.neck(feats)
+            head_inputs = model.forward_transformer(x, samples)
+            losses = model.bbox_head.loss(**head_inputs, batch_data_samples=samples)
+        sum(losses.values()).backward()
+        model.zero_grad(set_to_none=True)
+    return step
+
+
+def inference_fn(model, inputs, samples, device, dtype) -> Callable[[], None]:
+    one, one_sample = inputs[:1], [copy.deepcopy(samples[0])]
+
+    def run():
+        with torch.no_grad(), autocast(device, dtype):
+            model.predict(one, one_sample)
+    return run
+
+
+# --------------------------------------------------------------------------- #
+# agreement
+# --------------------------------------------------------------------------- #
+def check_agreement(plugin, reference, inputs, samples) -> Dict[str, float]:
+    plugin.eval()
+    reference.eval()
+    with torch.no_grad():
+        cls_p, box_p = plugin._forward(inputs, samples)
+        cls_m, box_m = reference._forward(inputs, samples)
+        loss_p = plugin.loss(inputs, samples)
+        loss_m = reference.loss(inputs, samples)
+    plugin.train()
+    reference.train()
+    scale = max(cls_m.abs().max().item(), 1.0)
+    return dict(
+        logits=(cls_p - cls_m).abs().max().item() / scale,
+        boxes=(box_p - box_m).abs().max().item(),
+        losses=max(abs(loss_p[k].item() - loss_m[k].item()) for k in loss_m))
+
+
+def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(layers, b, n, 81, generator=gen).to(device)
+    boxes = (torch.rand(layers, b, n, 4, generator=gen) * 0.5 + 0.2).to(device)
+    labels = [torch.randint(0, 80, (m, ), generator=gen).to(device) for _ in range(b)]
+    gt_boxes = [(torch.rand(m, 4, generator=gen) * 0.4 + 0.3).to(device) for _ in range(b)]
+    shapes = [(640, 800)] * b
+    return logits, boxes, labels, gt_boxes, shapes
+
+
+def bench_matching(n, m, b, device, warmup, iters):
+    """All 6 layers x B images: the plugin's batched call against mmdet's
+    HungarianAssigner called once per layer and image, as DETRHead does."""
+    from mmdet.registry import TASK_UTILS
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+    from mmdet_detr_plugin.models.task_modules import PluginHungarianAssigner
+    ours = PluginHungarianAssigner()
+    theirs = TASK_UTILS.build(dict(type='HungarianAssigner', match_costs=[
+        dict(type='ClassificationCost', weight=1.),
+        dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='IoUCost', iou_mode='giou', weight=2.0)]))
+    logits, boxes, labels, gt_boxes, shapes = matching_inputs(n, m, b, device)
+    h, w = shapes[0]
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+    gts = [InstanceData(labels=lab, bboxes=bbox_cxcywh_to_xyxy(g) * scale)
+           for lab, g in zip(labels, gt_boxes)]
+    meta = dict(img_shape=(h, w))
+
+    def run_mmdet():
+        out = []
+        for layer in range(logits.shape[0]):
+            for i in range(b):
+                pred = InstanceData(scores=logits[layer, i],
+                                    bboxes=bbox_cxcywh_to_xyxy(boxes[layer, i]) * scale)
+                out.append(theirs.assign(pred, gts[i], meta).gt_inds)
+        return out
+
+    def run_plugin():
+        return ours.assign_batch(logits, boxes, labels, gt_boxes, shapes)
+
+    # identical assignments
+    ref, got = run_mmdet(), run_plugin()
+    same = True
+    for layer in range(logits.shape[0]):
+        for i in range(b):
+            inds = torch.zeros(n, dtype=torch.long, device=device)
+            inds[got[i][0][layer]] = got[i][1][layer] + 1
+            same &= torch.equal(inds, ref[layer * b + i])
+    t_plugin = timed(run_plugin, warmup, iters, device)
+    t_mmdet = timed(run_mmdet, min(warmup, 1), max(2, iters // 2), device)
+    return t_plugin, t_mmdet, same
+
+
+# --------------------------------------------------------------------------- #
+# memory (each implementation in a fresh process, so peaks do not mix)
+# --------------------------------------------------------------------------- #
+def peak_memory_of(impl: str, args) -> float:
+    """Run one train step of one implementation in a child process; MiB."""
+    cmd = [sys.executable, __file__, '--memory-of', impl, '--device', args.device,
+           '--batch-size', str(args.batch_size), '--img-size', str(args.img_size),
+           '--depth', str(args.depth), '--dtype', args.dtype, '--num-gts', str(args.num_gts)]
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def memory_child(args) -> None:
+    plugin, reference = build_models(args.depth, args.device)
+    model = plugin if args.memory_of == 'plugin' else reference
+    del plugin, reference
+    inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, args.device)
+    step = train_step_fn(model, inputs, samples, args.device, args.dtype)
+    if args.device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    step()
+    step()
+    if args.device.startswith('cuda'):
+        print(torch.cuda.max_memory_allocated() / 2**20)
+    else:  # ru_maxrss is in KiB on Linux
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+# --------------------------------------------------------------------------- #
+def fmt(times: List[float]) -> str:
+    med = statistics.median(times)
+    return f'{med * 1e3:9.1f} ms ({min(times) * 1e3:.0f}..{max(times) * 1e3:.0f})'
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        memory_child(args)
+        return
+    device = args.device
+    plugin, reference = build_models(args.depth, device)
+    plugin.train()
+    reference.train()
+    inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, device)
+    agree = check_agreement(plugin, reference, inputs, samples)
+
+    rows = []  # (name, plugin times or value, mmdet times or value, unit)
+    if 'train' not in args.skip:
+        t_p = timed(train_step_fn(plugin, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        t_m = timed(train_step_fn(reference, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        rows.append(('train step, end to end', t_p, t_m))
+    if 'owned' not in args.skip:
+        t_p = timed(owned_part_fn(plugin, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        t_m = timed(owned_part_fn(reference, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        rows.append(('neck+transformer+head+matching+loss, fwd+bwd', t_p, t_m))
+    if 'inference' not in args.skip:
+        plugin.eval()
+        reference.eval()
+        t_p = timed(inference_fn(plugin, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        t_m = timed(inference_fn(reference, inputs, samples, device, args.dtype),
+                    args.warmup, args.iters, device)
+        rows.append(('inference, 1 image', t_p, t_m))
+    same_assignments = []
+    if 'matching' not in args.skip:
+        for n, m, b in MATCHING_CASES:
+            t_p, t_m, same = bench_matching(n, m, b, device, args.warmup, args.iters)
+            same_assignments.append(same)
+            rows.append((f'matching 6 layers, N={n} M={m} B={b}', t_p, t_m))
+    memory = None
+    if 'memory' not in args.skip:
+        memory = (peak_memory_of('plugin', args), peak_memory_of('mmdet', args))
+
+    kind = 'CUDA max allocated' if device.startswith('cuda') else 'CPU peak RSS'
+    dev = torch.cuda.get_device_name() if device.startswith('cuda') else \
+        f'CPU, {torch.get_num_threads()} threads'
+    print(f'\nDETR R{args.depth}, batch {args.batch_size}, {args.img_size}x{args.img_size}, '
+          f'{args.dtype}, {dev}; median (min..max) of {args.iters} runs after {args.warmup} '
+          f'warm-up\n')
+    print(f'| {"row":46} | {"plugin":>24} | {"mmdet DETR":>24} | {"speed-up":>8} |')
+    print(f'|{"-" * 48}|{"-" * 26}|{"-" * 26}|{"-" * 10}|')
+    table = []
+    for name, t_p, t_m in rows:
+        ratio = statistics.median(t_m) / statistics.median(t_p)
+        print(f'| {name:46} | {fmt(t_p):>24} | {fmt(t_m):>24} | {ratio:7.2f}x |')
+        table.append(dict(row=name, plugin_ms=statistics.median(t_p) * 1e3,
+                          mmdet_ms=statistics.median(t_m) * 1e3, speedup=ratio))
+    if memory:
+        print(f'| {"peak memory, train step (" + kind + ")":46} | {memory[0]:>21.0f} MiB | '
+              f'{memory[1]:>21.0f} MiB | {memory[1] / memory[0]:7.2f}x |')
+        table.append(dict(row='peak memory MiB', plugin=memory[0], mmdet=memory[1]))
+    print(f'\nagreement (same weights, eval mode): max |logit diff| / max |logit| '
+          f'{agree["logits"]:.1e}, max |box diff| {agree["boxes"]:.1e}, max |loss diff| '
+          f'{agree["losses"]:.1e}; identical assignments in every matching row: '
+          f'{all(same_assignments) if same_assignments else "not run"}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(args=vars(args), rows=table, agreement=agree,
+                           same_assignments=same_assignments), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
