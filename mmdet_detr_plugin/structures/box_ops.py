@@ -27,30 +27,16 @@ def box_area(boxes: Tensor) -> Tensor:
     return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
-def _union_and_enclosure(boxes1: Tensor, boxes2: Tensor, eps: float,
-                         aligned: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """Intersection, union and enclosing area of xyxy boxes.
-
-    Pairwise: boxes1 [..., N, 4], boxes2 [..., M, 4] -> three [..., N, M].
-    Aligned:  boxes1 [..., 4],    boxes2 [..., 4]    -> three [...].
-    ``eps`` is added to union and enclosure (as mmdet's ``bbox_overlaps``
-    does), so degenerate boxes give finite values.
-    """
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    if not aligned:
-        boxes1 = boxes1.unsqueeze(-2)  # [..., N, 1, 4]
-        boxes2 = boxes2.unsqueeze(-3)  # [..., 1, M, 4]
-        area1 = area1.unsqueeze(-1)  # [..., N, 1]
-        area2 = area2.unsqueeze(-2)  # [..., 1, M]
-    inter_lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    inter_rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    inter_wh = (inter_rb - inter_lt).clamp_(min=0)
+def _aligned_terms(boxes1: Tensor, boxes2: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Intersection, union and enclosing area of corresponding xyxy boxes
+    [..., 4] -> three [...]. ``eps`` bounds union and enclosure from below
+    (as mmdet's ``bbox_overlaps``), so degenerate boxes give finite values."""
+    inter_wh = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:]) -
+                torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp_(min=0)
     inter = inter_wh[..., 0] * inter_wh[..., 1]
-    union = (area1 + area2 - inter).clamp_(min=eps)
-    encl_lt = torch.minimum(boxes1[..., :2], boxes2[..., :2])
-    encl_rb = torch.maximum(boxes1[..., 2:], boxes2[..., 2:])
-    encl_wh = (encl_rb - encl_lt).clamp_(min=0)
+    union = (box_area(boxes1) + box_area(boxes2) - inter).clamp_(min=eps)
+    encl_wh = (torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) -
+               torch.minimum(boxes1[..., :2], boxes2[..., :2])).clamp_(min=0)
     enclosure = (encl_wh[..., 0] * encl_wh[..., 1]).clamp_(min=eps)
     return inter, union, enclosure
 
@@ -58,9 +44,14 @@ def _union_and_enclosure(boxes1: Tensor, boxes2: Tensor, eps: float,
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Tensor:
     """Pairwise GIoU (Rezatofighi et al. 2019) of xyxy boxes.
 
+    Each coordinate is laid out contiguously ([..., N, 1] against [..., 1, M])
+    before broadcasting, which keeps every elementwise pass over the [N, M]
+    result a dense loop: an order of magnitude faster on CPU than slicing the
+    last axis of broadcast [N, M, 4] tensors, with identical values.
+
     Args:
         boxes1 (Tensor): [..., N, 4] xyxy.
-        boxes2 (Tensor): [..., M, 4] xyxy.
+        boxes2 (Tensor): [..., M, 4] xyxy (leading dims broadcast with boxes1's).
         eps (float): lower bound of union and enclosing area. Defaults to 1e-6.
 
     Returns:
@@ -72,12 +63,25 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-6) -> Te
         >>> generalized_box_iou(a, b, eps=0.)
         tensor([[-0.0794, -0.5000]])
     """
-    inter, union, enclosure = _union_and_enclosure(boxes1, boxes2, eps, aligned=False)
-    return inter / union - (enclosure - union) / enclosure
+    a = boxes1.transpose(-1, -2).contiguous()  # [..., 4, N]
+    b = boxes2.transpose(-1, -2).contiguous()  # [..., 4, M]
+    ax1, ay1, ax2, ay2 = (a[..., i, :, None] for i in range(4))  # each [..., N, 1]
+    bx1, by1, bx2, by2 = (b[..., i, None, :] for i in range(4))  # each [..., 1, M]
+    area_a = (ax2 - ax1) * (ay2 - ay1)
+    area_b = (bx2 - bx1) * (by2 - by1)
+    inter_w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp_(min=0)
+    inter_h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp_(min=0)
+    inter = inter_w.mul_(inter_h)
+    union = (area_a + area_b).sub_(inter).clamp_(min=eps)
+    encl_w = torch.maximum(ax2, bx2).sub_(torch.minimum(ax1, bx1)).clamp_(min=0)
+    encl_h = torch.maximum(ay2, by2).sub_(torch.minimum(ay1, by1)).clamp_(min=0)
+    enclosure = encl_w.mul_(encl_h).clamp_(min=eps)
+    # IoU - (enclosure - union) / enclosure
+    return inter.div_(union).sub_(enclosure.sub(union).div_(enclosure))
 
 
 def aligned_generalized_box_iou(boxes1: Tensor, boxes2: Tensor,
                                 eps: float = 1e-6) -> Tensor:
     """GIoU of corresponding xyxy boxes: [..., 4], [..., 4] -> [...]."""
-    inter, union, enclosure = _union_and_enclosure(boxes1, boxes2, eps, aligned=True)
+    inter, union, enclosure = _aligned_terms(boxes1, boxes2, eps)
     return inter / union - (enclosure - union) / enclosure

@@ -14,6 +14,12 @@ batch, averaged over processes and at least 1 (reference: ``SetCriterion``;
 mmdet: ``DETRHead.loss_by_feat``). All layers are computed together from
 stacked tensors; there is no loop over layers or images.
 
+``cls_loss='focal'`` replaces the cross-entropy by the sigmoid focal loss of
+Deformable DETR (Zhu et al. 2021, a convergence aid; Lin et al. 2017): the
+first K logits are independent per-class sigmoid logits (the last, no-object
+logit is unused), the target of an unmatched query is all zeros, and the sum
+over queries and classes is divided by the number of boxes.
+
 Averaging both denominators over processes makes P processes with b images
 each produce, after DDP's gradient averaging, exactly the gradients of one
 process with P * b images (the reference normalises the cross-entropy per
@@ -29,6 +35,20 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.utils import reduce_mean
 from ...structures.box_ops import aligned_generalized_box_iou, box_cxcywh_to_xyxy
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25,
+                       gamma: float = 2.) -> Tensor:
+    """Element-wise sigmoid focal loss (Lin et al. 2017), unreduced:
+    ``-alpha_t * (1 - p_t) ** gamma * log(p_t)``; ``alpha < 0`` disables the
+    alpha weighting (as torchvision's ``sigmoid_focal_loss``)."""
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return loss
 
 
 @MODELS.register_module()
@@ -48,13 +68,27 @@ class PluginSetCriterion(BaseModule):
             Defaults to 1e-6.
         sync_cls_avg_factor (bool): average the cross-entropy's denominator
             over processes. Defaults to True.
+        cls_loss (str): ``'ce'`` (DETR's weighted softmax cross-entropy) or
+            ``'focal'`` (sigmoid focal loss over the first K logits, divided
+            by the number of boxes; ``no_object_weight`` is then unused; pair
+            it with ``PluginFocalLossCost`` in the matcher). Defaults to 'ce'.
+        focal_alpha (float): focal loss alpha. Defaults to 0.25.
+        focal_gamma (float): focal loss gamma. Defaults to 2.
     """
 
     def __init__(self, num_classes: int, no_object_weight: float = 0.1,
                  loss_cls_weight: float = 1., loss_bbox_weight: float = 5.,
                  loss_iou_weight: float = 2., aux_loss: bool = True,
-                 iou_eps: float = 1e-6, sync_cls_avg_factor: bool = True) -> None:
+                 iou_eps: float = 1e-6, sync_cls_avg_factor: bool = True,
+                 cls_loss: str = 'ce', focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.) -> None:
         super().__init__()
+        if cls_loss not in ('ce', 'focal'):
+            raise ValueError(f"PluginSetCriterion.cls_loss must be 'ce' or 'focal', "
+                             f'got {cls_loss!r}')
+        self.cls_loss = cls_loss
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
         self.num_classes = num_classes
         self.no_object_weight = no_object_weight
         self.loss_cls_weight = loss_cls_weight
@@ -127,17 +161,25 @@ class PluginSetCriterion(BaseModule):
         target_classes = torch.full((num_layers, batch_size, num_queries), self.num_classes,
                                     dtype=torch.long, device=device)
         target_classes[layer_inds, batch_inds, query_inds] = all_labels[flat_gt_inds]
-        class_weight = self.class_weight
-        loss_cls = F.cross_entropy(cls_scores.flatten(0, 2), target_classes.flatten(),
-                                   weight=class_weight, reduction='none')
-        cls_avg_factor = class_weight[target_classes].view(num_layers, -1).sum(1)  # [L]
-        if self.sync_cls_avg_factor:
-            cls_avg_factor = reduce_mean(cls_avg_factor)
-        loss_cls = loss_cls.view(num_layers, -1).sum(1) / cls_avg_factor.clamp(min=1)
-
         # 2. number of boxes, averaged over processes (no host sync here)
         num_boxes = cls_scores.new_tensor(float(len(all_labels)))
         num_boxes = reduce_mean(num_boxes).clamp(min=1)
+
+        if self.cls_loss == 'focal':
+            # one-hot over K classes; "no object" (index K) is the all-zero row
+            onehot = F.one_hot(target_classes, self.num_classes + 1)[..., :-1]
+            loss_cls = sigmoid_focal_loss(cls_scores[..., :self.num_classes],
+                                          onehot.to(cls_scores.dtype), self.focal_alpha,
+                                          self.focal_gamma)
+            loss_cls = loss_cls.view(num_layers, -1).sum(1) / num_boxes
+        else:
+            class_weight = self.class_weight
+            loss_cls = F.cross_entropy(cls_scores.flatten(0, 2), target_classes.flatten(),
+                                       weight=class_weight, reduction='none')
+            cls_avg_factor = class_weight[target_classes].view(num_layers, -1).sum(1)  # [L]
+            if self.sync_cls_avg_factor:
+                cls_avg_factor = reduce_mean(cls_avg_factor)
+            loss_cls = loss_cls.view(num_layers, -1).sum(1) / cls_avg_factor.clamp(min=1)
 
         # 3. box terms on matched pairs: [L, K, 4]
         matched = bbox_preds[layer_inds, batch_inds, query_inds]

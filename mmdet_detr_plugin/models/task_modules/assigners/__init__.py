@@ -1,7 +1,8 @@
 from .hungarian_assigner import PluginHungarianAssigner, solve_assignment
-from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
+from .match_costs import (PluginBBoxL1Cost, PluginClassificationCost, PluginFocalLossCost,
+                          PluginIoUCost)
 
 __all__ = [
     'PluginHungarianAssigner', 'solve_assignment', 'PluginClassificationCost',
-    'PluginBBoxL1Cost', 'PluginIoUCost'
+    'PluginBBoxL1Cost', 'PluginIoUCost', 'PluginFocalLossCost'
 ]

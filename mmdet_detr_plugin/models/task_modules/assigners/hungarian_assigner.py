@@ -8,10 +8,14 @@ sum of match costs with scipy. Two entry points:
   into mmdet's ``DETRHead`` and its relatives;
 * ``assign_batch(...)``: every decoder layer and every image of a batch at
   once. The cost matrices of each image are computed for all layers in one
-  batched operation, copied to the host in a single transfer for the whole
-  batch, and the index results come back in a single transfer; this is what
-  the plugin's head uses (mmdet's path costs one device round trip per layer
-  and image).
+  batched operation (in cache-sized chunks of layers when they are large),
+  copied to the host in a single transfer for the whole batch, and the index
+  results come back in a single transfer; this is what the plugin's head
+  uses (mmdet's path costs one device round trip per layer and image).
+
+Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
+problem with N > M to exactly this orientation, so solving [M, N] directly
+finds the same matching (ties included) as mmdet's assigner does.
 """
 from typing import List, Sequence, Tuple, Union
 
@@ -34,10 +38,15 @@ DETR_MATCH_COSTS = (
 )
 
 
-def solve_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost one-to-one matching of an [N, M] cost matrix.
+# Elements of one cost block computed at once; larger images are split by
+# layer so that each elementwise pass stays in cache.
+CHUNK_ELEMENTS = 1 << 19
 
-    Returns ``(rows, cols)``, each of length ``min(N, M)``, rows ascending.
+
+def solve_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost one-to-one matching of an [R, C] cost matrix.
+
+    Returns ``(rows, cols)``, each of length ``min(R, C)``, rows ascending.
     Raises ``ValueError`` naming the problem when the costs are not finite
     (usually NaN predictions from a diverged model).
     """
@@ -111,7 +120,7 @@ class PluginHungarianAssigner(BaseAssigner):
         labels = torch.full((num_preds, ), -1, dtype=torch.long, device=device)
         if num_gts and num_preds:
             cost = sum(c(pred_instances=pred_instances, gt_instances=gt_instances,
-                         img_meta=img_meta) for c in self.match_costs)
+                         img_meta=img_meta) for c in self.match_costs)  # [N, M]
             rows, cols = solve_assignment(cost.detach().float().cpu().numpy())
             rows = torch.from_numpy(rows).to(device)
             cols = torch.from_numpy(cols).to(device)
@@ -134,14 +143,21 @@ class PluginHungarianAssigner(BaseAssigner):
             img_shape (tuple): (h, w) of the image in pixels.
 
         Returns:
-            Tensor: [L, N, M] float32.
+            Tensor: [L, M, N] float32 (gt-major).
         """
         if self._all_batched:
-            total = None
-            for cost in self.match_costs:
-                term = cost.batched(logits, boxes, gt_labels, gt_boxes, img_shape)
-                total = term if total is None else total.add_(term)
-            return total
+            num_layers, num_queries = logits.shape[:2]
+            step = max(1, CHUNK_ELEMENTS // max(1, num_queries * len(gt_labels)))
+            chunks = []
+            for start in range(0, num_layers, step):
+                part = slice(start, start + step)
+                total = None
+                for cost in self.match_costs:
+                    term = cost.batched(logits[part], boxes[part], gt_labels, gt_boxes,
+                                        img_shape)
+                    total = term if total is None else total.add_(term)
+                chunks.append(total)
+            return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         # mmdet's costs: one (layer) at a time through their own contract
         scale = boxes.new_tensor([img_shape[1], img_shape[0]] * 2)
         gt = InstanceData(labels=gt_labels, bboxes=box_cxcywh_to_xyxy(gt_boxes) * scale)
@@ -150,7 +166,7 @@ class PluginHungarianAssigner(BaseAssigner):
         for layer_logits, layer_boxes in zip(logits, boxes):
             pred = InstanceData(scores=layer_logits, bboxes=box_cxcywh_to_xyxy(layer_boxes) * scale)
             layers.append(sum(c(pred_instances=pred, gt_instances=gt, img_meta=meta).float()
-                              for c in self.match_costs))
+                              for c in self.match_costs).t())
         return torch.stack(layers)
 
     @torch.no_grad()
@@ -168,12 +184,12 @@ class PluginHungarianAssigner(BaseAssigner):
 
         Returns:
             list[tuple[Tensor, Tensor]]: per image, ``(query_inds, gt_inds)``,
-            each [L, K_b] long on the predictions' device, K_b = min(N, M_b);
-            query indices ascend along K.
+            each [L, K_b] long on the predictions' device, K_b = min(N, M_b),
+            matched pairs in scipy's order.
         """
         num_layers, batch_size, num_queries = logits.shape[:3]
         logits, boxes = logits.detach().float(), boxes.detach().float()
-        # 1. cost matrices, [L, N, M_b] per image, flattened into one buffer
+        # 1. cost matrices, [L, M_b, N] per image, flattened into one buffer
         costs, shapes = [], []
         for b in range(batch_size):
             num_gts = len(gt_labels[b])
@@ -189,12 +205,12 @@ class PluginHungarianAssigner(BaseAssigner):
             if not (num_gts and num_queries):
                 continue
             block = host[offset:offset + num_layers * num_queries * num_gts]
-            block = block.reshape(num_layers, num_queries, num_gts)
+            block = block.reshape(num_layers, num_gts, num_queries)
             offset += block.size
             for layer_cost in block:
-                rows, cols = solve_assignment(layer_cost)
-                rows_all.append(rows)
-                cols_all.append(cols)
+                gts, queries = solve_assignment(layer_cost)
+                rows_all.append(queries)
+                cols_all.append(gts)
         # 4. one host -> device copy of all indices
         device = logits.device
         flat = torch.from_numpy(np.concatenate(rows_all + cols_all).astype(np.int64)) \
