@@ -10,6 +10,7 @@ from .version import __version__
 
 allow_mmengine_checkpoints()
 
+from . import engine  # noqa: E402,F401  (registers the optimizer wrapper)
 from . import models  # noqa: E402,F401  (registers the modules)
 from . import structures  # noqa: E402,F401
 from . import utils  # noqa: E402,F401  (registers the CPU DDP wrapper)

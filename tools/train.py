@@ -10,6 +10,7 @@ import json
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -71,13 +72,15 @@ def main() -> None:
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.type
-        if optim_wrapper == 'AmpOptimWrapper':
+        if optim_wrapper in ('AmpOptimWrapper', 'PluginAmpOptimWrapper'):
             print('AMP training is already enabled in the config.')
-        else:
-            assert optim_wrapper == 'OptimWrapper', (
-                f'--amp needs optim_wrapper.type OptimWrapper, got {optim_wrapper}')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        elif optim_wrapper != 'OptimWrapper':
+            raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {optim_wrapper}')
+        elif torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'  # fp16 with dynamic loss scaling
             cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:  # mmengine's AmpOptimWrapper needs CUDA: bfloat16 autocast on the CPU
+            cfg.optim_wrapper.type = 'PluginAmpOptimWrapper'
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' in cfg and 'base_batch_size' in cfg.auto_scale_lr:
