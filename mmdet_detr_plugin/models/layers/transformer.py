@@ -171,9 +171,9 @@ class PluginDetrTransformerDecoder(BaseModule):
         feedforward_channels (int): Defaults to 2048.
         dropout (float): Defaults to 0.1.
         pre_norm (bool): Defaults to False.
-        self_attn (bool): self-attention among queries. Without it queries
-            cannot tell each other apart and duplicates follow (DETR paper,
-            table 4 discussion). Defaults to True.
+        self_attn (bool): self-attention among queries. Without it no query
+            knows what the others predict, and duplicates follow (DETR paper,
+            4.2). Defaults to True.
         return_intermediate (bool): return all layers (needed for the
             auxiliary losses); else only the last, as [1, B, N, d].
             Defaults to True.
