@@ -5,18 +5,16 @@
         [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import load_config  # noqa: E402
+from train import (build_runner, load_config, run_naming_bad_annotations,  # noqa: E402
+                   set_work_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,29 +57,17 @@ def main() -> None:
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
 
-    from mmdet_detr_plugin.utils.dist import setup_cpu_distributed
-    from mmdet_detr_plugin.utils.preflight import check_datasets, name_corrupt_annotation
-    check_datasets(cfg, 'test')
-    setup_cpu_distributed(cfg, args.launcher)
-
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner = build_runner(cfg, args.launcher, 'test')
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must end with .pkl or .pickle')
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    try:
-        runner.test()
-    except json.JSONDecodeError as err:
-        name_corrupt_annotation(cfg, err, 'test')
+    run_naming_bad_annotations(cfg, 'test', runner.test)
 
 
 if __name__ == '__main__':

@@ -59,16 +59,37 @@ def load_config(path: str, cfg_options: dict = None) -> Config:
     return cfg
 
 
+def set_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> None:
+    """work_dir: command line > config > ./work_dirs/CONFIG_NAME."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def build_runner(cfg: Config, launcher: str, stage: str) -> Runner:
+    """Check the data sets, prepare CPU-only distributed runs, build the runner."""
+    from mmdet_detr_plugin.utils.dist import setup_cpu_distributed
+    from mmdet_detr_plugin.utils.preflight import check_datasets
+    cfg.launcher = launcher
+    check_datasets(cfg, stage)
+    setup_cpu_distributed(cfg, launcher)
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def run_naming_bad_annotations(cfg: Config, stage: str, run) -> None:
+    """Run ``run()``; a JSON error from a data set is re-raised naming its file."""
+    from mmdet_detr_plugin.utils.preflight import name_corrupt_annotation
+    try:
+        run()
+    except json.JSONDecodeError as err:
+        name_corrupt_annotation(cfg, err, stage)
+
+
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    cfg.launcher = args.launcher
-
-    # work_dir: command line > config > ./work_dirs/CONFIG_NAME
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.type
@@ -101,16 +122,8 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
-    from mmdet_detr_plugin.utils.dist import setup_cpu_distributed
-    from mmdet_detr_plugin.utils.preflight import check_datasets, name_corrupt_annotation
-    check_datasets(cfg, 'train')
-    setup_cpu_distributed(cfg, args.launcher)
-
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    try:
-        runner.train()
-    except json.JSONDecodeError as err:
-        name_corrupt_annotation(cfg, err, 'train')
+    runner = build_runner(cfg, args.launcher, 'train')
+    run_naming_bad_annotations(cfg, 'train', runner.train)
 
 
 if __name__ == '__main__':
