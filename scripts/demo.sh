@@ -11,19 +11,27 @@ work=${DEMO_DIR:-work_dirs/demo}
 data=${DATA_DIR:-data/toy}
 config=${DEMO_CONFIG:-configs/detr_r18_toy.py}
 
-echo "== 1/4 toy data set in $data"
+echo "== 1/5 toy data set in $data"
 "$py" tools/misc/make_toy_dataset.py --out-dir "$data" --seed 0
 
-echo "== 2/4 training $config (logs and checkpoints in $work)"
+echo "== 2/5 training $config (logs and checkpoints in $work)"
 "$py" tools/train.py "$config" --work-dir "$work" --cfg-options data_root="$data/"
 
 ckpt=$(cat "$work/last_checkpoint")
-echo "== 3/4 COCO evaluation of $ckpt"
+echo "== 3/5 COCO evaluation of $ckpt"
 "$py" tools/test.py "$config" "$ckpt" --work-dir "$work" --cfg-options data_root="$data/" \
   --show-dir predictions
 
-echo "== 4/4 pictures"
+echo "== 4/5 pictures: boxes and each kept query's cross-attention"
 "$py" tools/demo.py "$data/val" "$config" "$ckpt" --out-dir "$work/demo_pictures" \
   --max-images 8 --attention
-echo "predictions drawn by the test run: $work/*/predictions/"
+
+echo "== 5/5 where each query predicts over the val split"
+"$py" tools/analysis_tools/query_specialisation.py "$config" "$ckpt" \
+  --out "$work/demo_pictures/query_specialisation.png" --cfg-options data_root="$data/"
+
+echo
+echo "COCO metrics:                       above (and in $work/*/*.json)"
+echo "all validation predictions drawn:   $work/*/predictions/"
 echo "boxes and cross-attention maps:     $work/demo_pictures/"
+echo "query specialisation:               $work/demo_pictures/query_specialisation.png"
