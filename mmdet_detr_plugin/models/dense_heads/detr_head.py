@@ -84,18 +84,26 @@ class PluginDETRHead(BaseModule):
             nn.init.constant_(self.fc_cls.bias, -math.log((1 - prior_prob) / prior_prob))
 
     # ------------------------------------------------------------------ #
-    def forward(self, hidden_states: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, hidden_states: Tensor,
+                references: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Decoder states [L, B, N, d] -> logits [L, B, N, K + 1] and boxes
-        [L, B, N, 4] (normalised cxcywh)."""
+        [L, B, N, 4] (normalised cxcywh). With ``references`` [B, N, 2]
+        (``PluginDETR(anchor_points=True)``), the box centre is predicted
+        as an offset from the query's point in logit space."""
         cls_scores = self.fc_cls(hidden_states)
         x = hidden_states
         for layer in self.bbox_mlp[:-1]:
             x = F.relu(layer(x))
-        return cls_scores, self.bbox_mlp[-1](x).sigmoid()
+        x = self.bbox_mlp[-1](x)
+        if references is not None:
+            refs = torch.logit(references.to(x.dtype).clamp(1e-5, 1 - 1e-5))
+            x = torch.cat((x[..., :2] + refs, x[..., 2:]), dim=-1)
+        return cls_scores, x.sigmoid()
 
     # ------------------------------------------------------------------ #
     def loss(self, hidden_states: Tensor, batch_data_samples: SampleList,
-             num_query_groups: int = 1) -> Dict[str, Tensor]:
+             num_query_groups: int = 1,
+             references: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Forward and set loss. Returns mmdet's loss dict.
 
         With ``num_query_groups`` G > 1 (``PluginDETR``'s query groups), the
@@ -105,7 +113,7 @@ class PluginDETRHead(BaseModule):
         """
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        cls_scores, bbox_preds = self(hidden_states)
+        cls_scores, bbox_preds = self(hidden_states, references)
         if num_query_groups > 1:
             # [L, B, G*N, *] -> [L, B*G, N, *]: each group becomes a copy of its image
             num_layers, batch_size, num_all = cls_scores.shape[:3]
@@ -209,10 +217,10 @@ class PluginDETRHead(BaseModule):
 
     # ------------------------------------------------------------------ #
     def predict(self, hidden_states: Tensor, batch_data_samples: SampleList,
-                rescale: bool = True) -> InstanceList:
+                rescale: bool = True, references: Optional[Tensor] = None) -> InstanceList:
         """Predict from the last decoder layer only."""
         batch_img_metas = [s.metainfo for s in batch_data_samples]
-        cls_scores, bbox_preds = self(hidden_states[-1:])
+        cls_scores, bbox_preds = self(hidden_states[-1:], references)
         return self.predict_by_feat(cls_scores, bbox_preds, batch_img_metas, rescale)
 
     def loss_and_predict(self, hidden_states: Tensor,

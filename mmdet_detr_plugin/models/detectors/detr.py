@@ -1,5 +1,6 @@
 """The DETR detector: backbone -> projection -> encoder -> decoder -> head."""
 import logging
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -42,6 +43,14 @@ class PluginDETR(DetectionTransformer):
             predicts at test time (Group DETR, Chen et al. 2022: more positive
             queries per image, faster convergence at the same test-time cost).
             Defaults to 1 (plain DETR).
+        anchor_points (bool): give each query a learned reference point
+            (x, y) in [0, 1]: its positional embedding is an MLP of the point's
+            sine encoding (the same encoding as the memory's positions), the
+            learned embedding becomes its content, and the head predicts the
+            box centre as an offset from the point in logit space (Anchor DETR,
+            Wang et al. 2022; Conditional DETR, Meng et al. 2021: spatial
+            queries make cross-attention local from the start and converge
+            much faster). Defaults to False (plain DETR).
         reset_classifier (bool): when a loaded checkpoint's classifier has
             another number of classes, start the classifier afresh instead of
             failing (fine-tuning on a new class set). Defaults to False.
@@ -57,6 +66,7 @@ class PluginDETR(DetectionTransformer):
                  encoder: OptConfigType = None, decoder: OptConfigType = None,
                  bbox_head: OptConfigType = None, positional_encoding: OptConfigType = None,
                  num_queries: int = 100, num_query_groups: int = 1,
+                 anchor_points: bool = False,
                  reset_classifier: bool = False, nonfinite_loss: str = 'raise',
                  train_cfg: OptConfigType = None, test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -69,6 +79,7 @@ class PluginDETR(DetectionTransformer):
             raise ValueError(f'model.nonfinite_loss must be "raise" or "skip", '
                              f'got {nonfinite_loss!r}')
         self.num_query_groups = num_query_groups
+        self.anchor_points = anchor_points
         self.reset_classifier = reset_classifier
         self.nonfinite_loss = nonfinite_loss
         super().__init__(backbone=backbone, neck=neck, encoder=encoder, decoder=decoder,
@@ -98,6 +109,12 @@ class PluginDETR(DetectionTransformer):
                 f'must be half of embed_dims ({self.embed_dims})')
         self.query_embedding = nn.Embedding(self.num_queries * self.num_query_groups,
                                             self.embed_dims)
+        if self.anchor_points:
+            # reference points in logit space; positional MLP of their encoding
+            self.anchor_embedding = nn.Embedding(self.num_queries * self.num_query_groups, 2)
+            self.anchor_pos_mlp = nn.Sequential(
+                nn.Linear(self.embed_dims, self.embed_dims), nn.ReLU(inplace=True),
+                nn.Linear(self.embed_dims, self.embed_dims))
 
     def parse_losses(self, losses: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
         """mmengine's loss parsing plus the non-finite check.
@@ -145,6 +162,26 @@ class PluginDETR(DetectionTransformer):
             for p in coder.parameters():
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
+        if self.anchor_points:
+            # points spread uniformly over the image (Anchor DETR)
+            with torch.no_grad():
+                points = torch.rand_like(self.anchor_embedding.weight).clamp_(0.01, 0.99)
+                self.anchor_embedding.weight.copy_(torch.logit(points))
+
+    def anchor_pos_encoding(self, points: Tensor) -> Tensor:
+        """Points [..., 2] (x, y) in [0, 1] -> [..., d]: the sine encoding the
+        memory's positions get (y channels first, positions scaled to
+        ``(0, 2 pi]``, same temperature), then the positional MLP."""
+        pe = self.positional_encoding
+        num_feats = self.embed_dims // 2
+        dim_t = torch.arange(num_feats, dtype=torch.float32, device=points.device)
+        dim_t = getattr(pe, 'temperature', 10000)**(
+            2 * torch.div(dim_t, 2, rounding_mode='floor') / num_feats)
+        scale = getattr(pe, 'scale', 2 * math.pi)
+        pos = points.float()[..., None] * scale / dim_t  # [..., 2, F]
+        pos = torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1).flatten(-2)
+        pos = torch.cat((pos[..., 1, :], pos[..., 0, :]), dim=-1)  # y first, as the memory
+        return self.anchor_pos_mlp(pos.to(points.dtype))
 
     # ------------------------------------------------------------------ #
     def pre_transformer(self, img_feats: Tuple[Tensor],
@@ -197,11 +234,19 @@ class PluginDETR(DetectionTransformer):
         training: G * N queries and a block-diagonal self-attention mask."""
         batch_size = memory.size(0)
         groups = self.num_query_groups if self.training else 1
-        query_pos = self.query_embedding.weight[:self.num_queries * groups].to(memory.dtype)
+        num_all = self.num_queries * groups
+        query_pos = self.query_embedding.weight[:num_all].to(memory.dtype)
         query_pos = query_pos.unsqueeze(0).expand(batch_size, -1, -1)  # [B, G*N, d]
-        query = torch.zeros_like(query_pos)
-        decoder_inputs = dict(query=query, query_pos=query_pos, memory=memory)
         head_inputs = dict()
+        if self.anchor_points:
+            points = self.anchor_embedding.weight[:num_all].sigmoid()  # [G*N, 2]
+            query = query_pos  # the learned embedding is the content
+            query_pos = self.anchor_pos_encoding(points).to(memory.dtype)
+            query_pos = query_pos.unsqueeze(0).expand(batch_size, -1, -1)
+            head_inputs['references'] = points.unsqueeze(0).expand(batch_size, -1, -1)
+        else:
+            query = torch.zeros_like(query_pos)
+        decoder_inputs = dict(query=query, query_pos=query_pos, memory=memory)
         if groups > 1:
             group_of = torch.arange(self.num_queries * groups,
                                     device=memory.device) // self.num_queries
