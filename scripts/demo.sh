@@ -24,7 +24,7 @@ echo "== 3/5 COCO evaluation of $ckpt"
 
 echo "== 4/5 pictures: boxes and each kept query's cross-attention"
 "$py" tools/demo.py "$data/val" "$config" "$ckpt" --out-dir "$work/demo_pictures" \
-  --max-images 8 --attention
+  --max-images 8 --attention --score-thr 0.4
 
 echo "== 5/5 where each query predicts over the val split"
 "$py" tools/analysis_tools/query_specialisation.py "$config" "$ckpt" \

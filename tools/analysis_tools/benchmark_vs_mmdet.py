@@ -56,8 +56,10 @@ def parse_args() -> argparse.Namespace:
 # --------------------------------------------------------------------------- #
 # models and data
 # --------------------------------------------------------------------------- #
-def build_models(depth: int, device: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
-    """Plugin and mmdet DETR from their configs, with the same weights."""
+def build_models(depth: int, device: str, only: str = None
+                 ) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """Plugin and mmdet DETR from their configs, with the same weights
+    (``only='plugin'`` or ``'mmdet'``: build that one alone, the other is None)."""
     import mmdet
     import mmdet_detr_plugin  # noqa: F401
     from mmdet.registry import MODELS
@@ -76,8 +78,13 @@ def build_models(depth: int, device: str) -> Tuple[torch.nn.Module, torch.nn.Mod
     torch.manual_seed(0)
     plugin = MODELS.build(ours)
     plugin.init_weights()
+    if only == 'plugin':
+        return plugin.to(device), None
     reference = MODELS.build(theirs)
     reference.load_state_dict(plugin_to_mmdet(plugin.state_dict()), strict=True)
+    if only == 'mmdet':
+        del plugin
+        return None, reference.to(device)
     return plugin.to(device), reference.to(device)
 
 
@@ -258,9 +265,12 @@ def peak_memory_of(impl: str, args) -> float:
 
 
 def memory_child(args) -> None:
-    plugin, reference = build_models(args.depth, args.device)
+    plugin, reference = build_models(args.depth, args.device, only=args.memory_of)
     model = plugin if args.memory_of == 'plugin' else reference
     del plugin, reference
+    if args.memory_of == 'mmdet':  # the plugin model built for the shared weights is gone
+        import gc
+        gc.collect()
     inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, args.device)
     step = train_step_fn(model, inputs, samples, args.device, args.dtype)
     if args.device.startswith('cuda'):
