@@ -303,27 +303,19 @@ def main() -> None:
     inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, device)
     agree = check_agreement(plugin, reference, inputs, samples)
 
-    rows = []  # (name, plugin times or value, mmdet times or value, unit)
-    if 'train' not in args.skip:
-        t_p = timed(train_step_fn(plugin, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        t_m = timed(train_step_fn(reference, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        rows.append(('train step, end to end', t_p, t_m))
-    if 'owned' not in args.skip:
-        t_p = timed(owned_part_fn(plugin, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        t_m = timed(owned_part_fn(reference, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        rows.append(('neck+transformer+head+matching+loss, fwd+bwd', t_p, t_m))
-    if 'inference' not in args.skip:
-        plugin.eval()
-        reference.eval()
-        t_p = timed(inference_fn(plugin, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        t_m = timed(inference_fn(reference, inputs, samples, device, args.dtype),
-                    args.warmup, args.iters, device)
-        rows.append(('inference, 1 image', t_p, t_m))
+    rows = []  # (name, plugin times, mmdet times)
+    model_rows = (('train', 'train step, end to end', train_step_fn, True),
+                  ('owned', 'neck+transformer+head+matching+loss, fwd+bwd', owned_part_fn, True),
+                  ('inference', 'inference, 1 image', inference_fn, False))
+    for key, name, make_fn, training in model_rows:
+        if key in args.skip:
+            continue
+        times = []
+        for model in (plugin, reference):
+            model.train(training)
+            times.append(timed(make_fn(model, inputs, samples, device, args.dtype),
+                               args.warmup, args.iters, device))
+        rows.append((name, *times))
     same_assignments = []
     if 'matching' not in args.skip:
         for n, m, b in MATCHING_CASES:

@@ -149,9 +149,8 @@ class PluginDETRHead(BaseModule):
             all_layers_bbox_preds = all_layers_bbox_preds[-1:]
         img_shapes = [meta['img_shape'][:2] for meta in batch_img_metas]
         gt_labels = [gt.labels.long() for gt in batch_gt_instances]
-        self._check_labels(gt_labels, batch_img_metas)
-        gt_xyxy, gt_labels = self._sanitize_boxes([gt.bboxes for gt in batch_gt_instances],
-                                                  gt_labels, batch_img_metas)
+        gt_xyxy, gt_labels = self._validate_gt([gt.bboxes for gt in batch_gt_instances],
+                                               gt_labels, batch_img_metas)
         gt_boxes = []  # normalised cxcywh [M_b, 4]
         for boxes, (img_h, img_w) in zip(gt_xyxy, img_shapes):
             scale = boxes.new_tensor([img_w, img_h, img_w, img_h])
@@ -161,15 +160,18 @@ class PluginDETRHead(BaseModule):
         return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, matches, gt_labels,
                               gt_boxes, img_shapes)
 
-    @staticmethod
-    def _sanitize_boxes(boxes: List[Tensor], labels: List[Tensor], batch_img_metas: List[dict]
-                        ) -> Tuple[List[Tensor], List[Tensor]]:
-        """Clip ground-truth boxes to their image; drop boxes left without area.
+    def _validate_gt(self, boxes: List[Tensor], labels: List[Tensor],
+                     batch_img_metas: List[dict]) -> Tuple[List[Tensor], List[Tensor]]:
+        """Check labels, clip boxes to their image, drop boxes without area.
 
-        Boxes partly outside the image are clipped (their normalised targets
-        must lie in [0, 1], the range of the sigmoid); zero-area, inverted,
-        non-finite or wholly outside boxes cannot be learned and are dropped
-        with a warning naming the image. One host sync when all boxes are fine.
+        * A label outside [0, K) would silently train against the wrong class
+          (or no-object): stop with the image and the config key at fault.
+        * Boxes partly outside the image are clipped (their normalised
+          targets must lie in [0, 1], the range of the sigmoid); zero-area,
+          inverted, non-finite or wholly outside boxes cannot be learned and
+          are dropped with a warning naming the image.
+
+        One host sync when everything is fine.
 
         Args:
             boxes (list[Tensor]): B tensors [M_b, 4] xyxy in pixels.
@@ -185,9 +187,24 @@ class PluginDETRHead(BaseModule):
             size = b.new_tensor([img_w, img_h, img_w, img_h])
             c = torch.minimum(b.clamp(min=0), size)
             clipped.append(c)
-            keeps.append(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1]))
-                         & b.isfinite().all(1))
-        if not keeps or bool(torch.cat(keeps).all()):
+            keeps.append(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])) & b.isfinite().all(1))
+        if not keeps:
+            return clipped, labels
+        all_labels = torch.cat(labels)
+        labels_ok, boxes_ok = torch.stack([
+            ((all_labels >= 0) & (all_labels < self.num_classes)).all(),
+            torch.cat(keeps).all()]).tolist()
+        if not labels_ok:
+            for i, l in enumerate(labels):
+                bad = l[(l < 0) | (l >= self.num_classes)]
+                if bad.numel():
+                    path = batch_img_metas[i].get('img_path', f'image {i} of the batch')
+                    raise ValueError(
+                        f'ground-truth label {int(bad[0])} in {path} is outside '
+                        f'[0, {self.num_classes}): model.bbox_head.num_classes='
+                        f'{self.num_classes} does not match the data set\'s classes '
+                        '(set num_classes to the number of classes in dataset metainfo)')
+        if boxes_ok:
             return clipped, labels
         for i, keep in enumerate(keeps):
             dropped = int((~keep).sum())
@@ -197,23 +214,6 @@ class PluginDETRHead(BaseModule):
                           f'image (zero-area, inverted or outside) ignored',
                           logger='current', level=logging.WARNING)
         return ([c[k] for c, k in zip(clipped, keeps)], [l[k] for l, k in zip(labels, keeps)])
-
-    def _check_labels(self, gt_labels: List[Tensor], batch_img_metas: List[dict]) -> None:
-        """A label outside [0, K) would silently train against the wrong
-        class (or no-object); stop with the image and config key at fault."""
-        labels = torch.cat(gt_labels)
-        if labels.numel() == 0:
-            return
-        low, high = labels.min().item(), labels.max().item()
-        if low < 0 or high >= self.num_classes:
-            bad = next(i for i, l in enumerate(gt_labels)
-                       if l.numel() and (l.min() < 0 or l.max() >= self.num_classes))
-            path = batch_img_metas[bad].get('img_path', f'image {bad} of the batch')
-            raise ValueError(
-                f'ground-truth label {high if high >= self.num_classes else low} in {path} is '
-                f'outside [0, {self.num_classes}): model.bbox_head.num_classes='
-                f'{self.num_classes} does not match the data set\'s classes '
-                '(set num_classes to the number of classes in dataset metainfo)')
 
     # ------------------------------------------------------------------ #
     def predict(self, hidden_states: Tensor, batch_data_samples: SampleList,

@@ -105,11 +105,12 @@ class DetrAttention(nn.Module):
         return self.out_proj(out)
 
     def _attend_with_weights(self, q: Tensor, k: Tensor, v: Tensor,
-                             attn_mask: Optional[Tensor], dropout_p: float) -> Tensor:
-        """The explicit form, keeping head-averaged weights [B, Lq, Lk]."""
+                             allowed: Optional[Tensor], dropout_p: float) -> Tensor:
+        """The explicit form, keeping head-averaged weights [B, Lq, Lk].
+        ``allowed`` is SDPA's boolean mask: True where attention may go."""
         logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dims)
-        if attn_mask is not None:
-            logits = logits.masked_fill(~attn_mask, float('-inf'))
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float('-inf'))
         weights = logits.softmax(dim=-1)  # [B, heads, Lq, Lk]
         self.last_weights = weights.mean(dim=1).detach()
         weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
