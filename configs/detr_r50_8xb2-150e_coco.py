@@ -44,9 +44,11 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 # AdamW 1e-4 (backbone 1e-5), weight decay 1e-4, gradient clipping at 0.1.
+# fused=True: PyTorch's one-kernel AdamW (same update; CPU and CUDA), several
+# times faster than the per-parameter loop PyTorch uses by default on CPU.
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
+    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4, fused=True),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)}))
 

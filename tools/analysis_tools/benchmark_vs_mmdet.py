@@ -56,19 +56,25 @@ def parse_args() -> argparse.Namespace:
 # --------------------------------------------------------------------------- #
 # models and data
 # --------------------------------------------------------------------------- #
+def load_configs() -> Tuple[Config, Config]:
+    """The plugin's and mmdet's DETR R50 configs."""
+    import mmdet
+    ours = Config.fromfile(osp.join(REPO, 'configs', 'detr_r50_8xb2-150e_coco.py'))
+    theirs = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'detr',
+                                      'detr_r50_8xb2-150e_coco.py'))
+    return ours, theirs
+
+
 def build_models(depth: int, device: str, only: str = None
                  ) -> Tuple[torch.nn.Module, torch.nn.Module]:
     """Plugin and mmdet DETR from their configs, with the same weights
     (``only='plugin'`` or ``'mmdet'``: build that one alone, the other is None)."""
-    import mmdet
     import mmdet_detr_plugin  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmdet_detr_plugin.utils import plugin_to_mmdet
     register_all_modules()
-    ours = Config.fromfile(osp.join(REPO, 'configs', 'detr_r50_8xb2-150e_coco.py')).model
-    theirs = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'detr',
-                                      'detr_r50_8xb2-150e_coco.py')).model
+    ours, theirs = (cfg.model for cfg in load_configs())
     for cfg in (ours, theirs):
         cfg.backbone.depth = depth
         cfg.backbone.init_cfg = None  # random weights: nothing to download
@@ -118,6 +124,20 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed_pair(fns: Tuple[Callable[[], None], ...], warmup: int, iters: int, device: str
+               ) -> List[List[float]]:
+    """Time several functions in alternation (plugin, mmdet, plugin, ...), so
+    that drifts of the machine's speed hit both alike."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(iters):
+        for fn, out in zip(fns, times):
+            out += timed(fn, 0, 1, device)
+    return times
+
+
 def timed(fn: Callable[[], None], warmup: int, iters: int, device: str) -> List[float]:
     for _ in range(warmup):
         fn()
@@ -138,16 +158,17 @@ def autocast(device: str, dtype: str):
                           dtype=torch.bfloat16 if dtype == 'bf16' else torch.float16)
 
 
-def train_step_fn(model, inputs, samples, device, dtype) -> Callable[[], None]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=1e-8, weight_decay=1e-4)
+def train_step_fn(model, inputs, samples, device, dtype, optim_wrapper: dict
+                  ) -> Callable[[], None]:
+    """Loss, backward, gradient clipping and optimizer step, with the
+    optimizer wrapper of the model's own config (what the Runner does)."""
+    from mmengine.optim import build_optim_wrapper
+    wrapper = build_optim_wrapper(model, copy.deepcopy(optim_wrapper))
 
     def step():
         with autocast(device, dtype):
             losses = model.loss(inputs, samples)
-        sum(losses.values()).backward()
-        optim.step()
-        optim.zero_grad(set_to_none=True)
+        wrapper.update_params(sum(losses.values()))
     return step
 
 
@@ -272,7 +293,8 @@ def memory_child(args) -> None:
         import gc
         gc.collect()
     inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, args.device)
-    step = train_step_fn(model, inputs, samples, args.device, args.dtype)
+    optim_wrapper = load_configs()[0 if args.memory_of == 'plugin' else 1].optim_wrapper
+    step = train_step_fn(model, inputs, samples, args.device, args.dtype, optim_wrapper)
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     step()
@@ -307,15 +329,16 @@ def main() -> None:
     model_rows = (('train', 'train step, end to end', train_step_fn, True),
                   ('owned', 'neck+transformer+head+matching+loss, fwd+bwd', owned_part_fn, True),
                   ('inference', 'inference, 1 image', inference_fn, False))
+    optim_wrappers = [cfg.optim_wrapper for cfg in load_configs()]
     for key, name, make_fn, training in model_rows:
         if key in args.skip:
             continue
-        times = []
-        for model in (plugin, reference):
+        fns = []
+        for model, optim_wrapper in zip((plugin, reference), optim_wrappers):
             model.train(training)
-            times.append(timed(make_fn(model, inputs, samples, device, args.dtype),
-                               args.warmup, args.iters, device))
-        rows.append((name, *times))
+            extra = (optim_wrapper, ) if make_fn is train_step_fn else ()
+            fns.append(make_fn(model, inputs, samples, device, args.dtype, *extra))
+        rows.append((name, *timed_pair(fns, args.warmup, args.iters, device)))
     same_assignments = []
     if 'matching' not in args.skip:
         for n, m, b in MATCHING_CASES:

@@ -13,6 +13,7 @@ from mmdet.models.detectors.base_detr import DetectionTransformer
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from ..backbones.folded_bn import fold_frozen_batchnorm
 from .checkpoint_guard import register_checkpoint_guard
 
 
@@ -54,6 +55,12 @@ class PluginDETR(DetectionTransformer):
         reset_classifier (bool): when a loaded checkpoint's classifier has
             another number of classes, start the classifier afresh instead of
             failing (fine-tuning on a new class set). Defaults to False.
+        fold_frozen_bn (bool): run the backbone's eval-mode batch norms as
+            part of the convolutions before them (see
+            :func:`~mmdet_detr_plugin.models.backbones.fold_frozen_batchnorm`):
+            same outputs up to float rounding, same state-dict keys, about a
+            quarter less backbone time in training. Batch norms in train mode
+            are never folded. Defaults to True.
         nonfinite_loss (str): a NaN/inf loss term in training: ``'raise'``
             stops with an error naming the step and the terms, before any
             weight is touched; ``'skip'`` logs them and skips the step (no
@@ -66,7 +73,7 @@ class PluginDETR(DetectionTransformer):
                  encoder: OptConfigType = None, decoder: OptConfigType = None,
                  bbox_head: OptConfigType = None, positional_encoding: OptConfigType = None,
                  num_queries: int = 100, num_query_groups: int = 1,
-                 anchor_points: bool = False,
+                 anchor_points: bool = False, fold_frozen_bn: bool = True,
                  reset_classifier: bool = False, nonfinite_loss: str = 'raise',
                  train_cfg: OptConfigType = None, test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -86,6 +93,8 @@ class PluginDETR(DetectionTransformer):
                          bbox_head=bbox_head, positional_encoding=positional_encoding,
                          num_queries=num_queries, train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if fold_frozen_bn:
+            fold_frozen_batchnorm(self.backbone)
         register_checkpoint_guard(self)
 
     def _init_layers(self) -> None:

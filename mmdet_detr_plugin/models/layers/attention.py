@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import dropout
+
 
 class DetrAttention(nn.Module):
     """Multi-head attention, batch first.
@@ -96,24 +98,31 @@ class DetrAttention(nn.Module):
             allowed = pair if allowed is None else allowed & pair
         dropout_p = self.attn_drop if self.training else 0.
 
-        if self.keep_weights:
-            out = self._attend_with_weights(q, k, v, allowed, dropout_p)
+        if self.keep_weights or (dropout_p > 0 and q.device.type == 'cpu'):
+            # CPU SDPA with dropout takes its unfused path anyway; the explicit
+            # form lets the attention weights use the plugin's faster dropout
+            out = self._attend_explicit(q, k, v, allowed, dropout_p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         batch_size, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch_size, length, d)  # [B, Lq, d]
         return self.out_proj(out)
 
-    def _attend_with_weights(self, q: Tensor, k: Tensor, v: Tensor,
-                             allowed: Optional[Tensor], dropout_p: float) -> Tensor:
-        """The explicit form, keeping head-averaged weights [B, Lq, Lk].
-        ``allowed`` is SDPA's boolean mask: True where attention may go."""
-        logits = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dims)
+    def _attend_explicit(self, q: Tensor, k: Tensor, v: Tensor,
+                         allowed: Optional[Tensor], dropout_p: float) -> Tensor:
+        """The explicit form; keeps head-averaged weights [B, Lq, Lk] when
+        ``keep_weights``. ``allowed`` is SDPA's boolean mask: True where
+        attention may go."""
+        # scale q (not the [Lq, Lk] logits) and add the mask in place: no
+        # extra pass or copy over the logits
+        logits = torch.matmul(q * (1. / math.sqrt(self.head_dims)), k.transpose(-2, -1))
         if allowed is not None:
-            logits = logits.masked_fill(~allowed, float('-inf'))
+            bias = torch.zeros(allowed.shape, dtype=logits.dtype, device=logits.device)
+            logits += bias.masked_fill_(~allowed, float('-inf'))  # small, broadcast
         weights = logits.softmax(dim=-1)  # [B, heads, Lq, Lk]
-        self.last_weights = weights.mean(dim=1).detach()
-        weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+        if self.keep_weights:
+            self.last_weights = weights.mean(dim=1).detach()
+        weights = dropout(weights, dropout_p, dropout_p > 0)
         return torch.matmul(weights, v)
 
     def extra_repr(self) -> str:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from .attention import DetrAttention
+from .dropout import dropout
 
 
 def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
@@ -34,8 +35,10 @@ class _FFN(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.linear1(x), inplace=True)
-        return self.linear2(F.dropout(x, self.dropout, self.training))
+        # not in place: the linear output of a 3-D input is a view, and an
+        # in-place op on it costs three copies in the backward
+        x = F.relu(self.linear1(x))
+        return self.linear2(dropout(x, self.dropout, self.training))
 
 
 class DetrEncoderLayer(nn.Module):
@@ -53,7 +56,7 @@ class DetrEncoderLayer(nn.Module):
         self.pre_norm = pre_norm
 
     def _drop(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout, self.training)
+        return dropout(x, self.dropout, self.training)
 
     def forward(self, x: Tensor, pos: Optional[Tensor],
                 key_padding_mask: Optional[Tensor]) -> Tensor:
@@ -88,7 +91,7 @@ class DetrDecoderLayer(nn.Module):
         self.with_self_attn = self_attn
 
     def _drop(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout, self.training)
+        return dropout(x, self.dropout, self.training)
 
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor,
                 memory_with_pos: Tensor, key_padding_mask: Optional[Tensor],
