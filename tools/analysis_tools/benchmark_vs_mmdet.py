@@ -10,7 +10,10 @@ Both models are built from their R50 configs (the plugin's
 into mmdet's through the parity converter, both get the same batches, and
 the script prints one table with medians, spreads (min..max) and ratios
 (mmdet time / plugin time: above 1 means the plugin is faster), after
-checking that outputs and assignments agree.
+checking that outputs and assignments agree. The model rows run the two
+implementations in alternation, so a drift of the machine's speed hits both
+alike; the train step uses each config's own optimizer wrapper (AdamW with
+gradient clipping; the plugin's recipe asks for PyTorch's fused AdamW).
 """
 import argparse
 import copy

@@ -37,6 +37,31 @@ def test_attention_weights_kept_and_masked():
     assert attn.last_weights[..., 4:].abs().max() == 0
 
 
+def test_attention_dropout_in_training_respects_masks():
+    """Training on CPU with attention dropout takes the explicit path with
+    the plugin's dropout: padded keys and masked pairs still get nothing,
+    and averaging over many masks gives the no-dropout output."""
+    torch.manual_seed(0)
+    attn = DetrAttention(16, 2, attn_drop=0.5).train()
+    q, k, v = torch.randn(1, 3, 16), torch.randn(1, 6, 16), torch.randn(1, 6, 16)
+    padding = torch.tensor([[False] * 4 + [True] * 2])
+    pairs = torch.zeros(3, 6, dtype=torch.bool)
+    pairs[0, :2] = True  # query 0 may not see keys 0, 1
+    v_changed = v.clone()
+    v_changed[:, 4:] += 100.  # padded keys
+    v_changed[:, :2] += 100.  # masked for query 0 only: its output must not move
+    with torch.no_grad():
+        torch.manual_seed(1)
+        out = attn(q, k, v, padding, pairs)
+        torch.manual_seed(1)
+        out_changed = attn(q, k, v_changed, padding, pairs)
+        assert torch.allclose(out[:, 0], out_changed[:, 0], atol=1e-5)
+        assert not torch.allclose(out[:, 1:], out_changed[:, 1:], atol=1e-3)
+        mean = torch.stack([attn(q, k, v, padding, pairs) for _ in range(4000)]).mean(0)
+        expected = attn.eval()(q, k, v, padding, pairs)
+    assert torch.allclose(mean, expected, atol=0.05)
+
+
 def _padded_vs_alone(module_fn):
     """Run a batch where image 1 is padded; its valid outputs must equal
     running it alone without padding."""

@@ -1,0 +1,49 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmdet_detr_plugin.models.layers.dropout import dropout
+
+
+@pytest.mark.parametrize('p', [0.1, 0.5])
+def test_mask_rate_scale_and_gradient(p):
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros: a zero output means dropped
+    x.requires_grad_(True)
+    y = dropout(x, p, True)
+    kept = y != 0
+    # 1e6 Bernoulli draws: the kept fraction is within 5 standard deviations
+    sd = (p * (1 - p) / kept.numel())**0.5
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * sd
+    torch.testing.assert_close(y[kept], x.detach()[kept] / (1 - p))
+    # the mask kept for the backward is bool (1 byte per element)
+    assert y.grad_fn.saved_tensors[0].dtype == torch.bool
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    torch.testing.assert_close(x.grad, grad * kept / (1 - p))
+
+
+def test_rows_and_columns_are_not_correlated():
+    # the mask comes from 64-bit words split in two: neighbours must be independent
+    torch.manual_seed(1)
+    kept = (dropout(torch.ones(4000, 250), 0.5, True) != 0).float()
+    pairs = kept.flatten()[:-1] * kept.flatten()[1:]
+    assert abs(pairs.mean().item() - 0.25) < 5 * (0.25 * 0.75 / pairs.numel())**0.5
+
+
+def test_repeatable_with_torch_seed_and_fresh_per_call():
+    x = torch.ones(64, 64)
+    torch.manual_seed(3)
+    a, b = dropout(x, 0.1, True), dropout(x, 0.1, True)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.1, True), a)
+    assert not torch.equal(a, b)
+
+
+def test_identity_outside_training_and_edge_rates():
+    x = torch.randn(8, 8)
+    assert dropout(x, 0.1, False) is x
+    assert dropout(x, 0., True) is x
+    assert torch.equal(dropout(x, 1., True), F.dropout(x, 1., True))  # all zeros
+    y = dropout(x.to(torch.bfloat16), 0.1, True)
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
