@@ -24,7 +24,8 @@ class _Tensors(torch.nn.Module):
 def test_plugin_and_mmdet_detr_have_the_same_flops(small_plugin_cfg, small_mmdet_cfg):
     register_sdpa_flops()
     torch.manual_seed(0)
-    plugin = MODELS.build(small_plugin_cfg).eval()
+    # unfolded, so the batch norms are counted as mmdet's are (folding is below)
+    plugin = MODELS.build(dict(small_plugin_cfg, fold_frozen_bn=False)).eval()
     mmdet = MODELS.build(small_mmdet_cfg).eval()
     mmdet.load_state_dict(plugin_to_mmdet(plugin.state_dict()))
     inputs, samples = make_batch([(64, 96)], num_gts=[1])
@@ -36,3 +37,12 @@ def test_plugin_and_mmdet_detr_have_the_same_flops(small_plugin_cfg, small_mmdet
     by_op = ours.by_operator()
     assert by_op['scaled_dot_product_attention'] == attn
     assert ours.total() == theirs.total()
+
+    # folded into the convolutions, the frozen batch norms cost nothing more:
+    # the count drops by exactly mmdet's batch-norm count
+    folded = MODELS.build(small_plugin_cfg).eval()
+    folded.load_state_dict(plugin.state_dict())
+    folded_count = FlopAnalyzer(_Tensors(folded, samples), (inputs, ))
+    batch_norm = theirs.by_operator()['batch_norm']
+    assert batch_norm > 0 and 'batch_norm' not in folded_count.by_operator()
+    assert folded_count.total() == theirs.total() - batch_norm

@@ -316,6 +316,9 @@ def fmt(times: List[float]) -> str:
 
 def main() -> None:
     args = parse_args()
+    import logging
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.ERROR)  # no init / param-group logs
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_of:
