@@ -304,8 +304,23 @@ def memory_child(args) -> None:
     step()
     if args.device.startswith('cuda'):
         print(torch.cuda.max_memory_allocated() / 2**20)
-    else:  # ru_maxrss is in KiB on Linux
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    else:
+        print(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process's own address space. On Linux,
+    VmHWM; not ``ru_maxrss``, which after fork + exec also holds the parent's
+    peak (the kernel carries the forked address space's high-water mark over
+    the exec), so every child would report at least the parent's size."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 # --------------------------------------------------------------------------- #
