@@ -87,6 +87,10 @@ fi
 log "installing mmengine $MMENGINE_VERSION, mmdet $MMDET_VERSION and the plugin"
 pip install -q "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" scipy pycocotools matplotlib pytest
 pip install -q --no-deps --no-build-isolation -e "$repo"
+# the benchmark's optional third column (never a dependency of the plugin);
+# the tests that compare with it skip when it is missing
+log "installing transformers for the benchmark's comparison (optional)"
+pip install -q transformers || log "transformers not installed: the benchmark runs without its column"
 
 "$py" - <<'PY'
 import torch, torchvision, mmcv, mmengine, mmdet

@@ -17,6 +17,7 @@ gradient clipping; the plugin's recipe asks for PyTorch's fused AdamW).
 """
 import argparse
 import copy
+import gc
 import json
 import os
 import os.path as osp
@@ -49,10 +50,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-gts', type=int, default=10, help='boxes per image')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[],
-                        choices=['train', 'owned', 'inference', 'matching', 'memory'])
+                        choices=['train', 'owned', 'inference', 'matching', 'memory', 'hf'])
     parser.add_argument('--json', help='also write the rows to this file')
     # internal: measure the peak memory of one implementation in a fresh process
-    parser.add_argument('--memory-of', choices=['plugin', 'mmdet'], help=argparse.SUPPRESS)
+    parser.add_argument('--memory-of', choices=['plugin', 'mmdet', 'hf'], help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -231,9 +232,10 @@ def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: 
     return logits, boxes, labels, gt_boxes, shapes
 
 
-def bench_matching(n, m, b, device, warmup, iters):
+def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
     """All 6 layers x B images: the plugin's batched call against mmdet's
-    HungarianAssigner called once per layer and image, as DETRHead does."""
+    HungarianAssigner called once per layer and image, as DETRHead does (and
+    transformers' HungarianMatcher once per layer, as its DETR loss does)."""
     from mmdet.registry import TASK_UTILS
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
     from mmdet_detr_plugin.models.task_modules import PluginHungarianAssigner
@@ -271,7 +273,17 @@ def bench_matching(n, m, b, device, warmup, iters):
             same &= torch.equal(inds, ref[layer * b + i])
     t_plugin = timed(run_plugin, warmup, iters, device)
     t_mmdet = timed(run_mmdet, min(warmup, 1), max(2, iters // 2), device)
-    return t_plugin, t_mmdet, same
+    t_hf = None
+    if with_hf:
+        import _hf_detr_rows as hf_rows
+        run_hf = hf_rows.matching_fn(logits, boxes, labels, gt_boxes)
+        for layer, per_image in enumerate(run_hf()):
+            for i, (q, g) in enumerate(per_image):
+                inds = torch.zeros(n, dtype=torch.long)
+                inds[q] = g + 1
+                same &= torch.equal(inds, ref[layer * b + i].cpu())
+        t_hf = timed(run_hf, min(warmup, 1), max(2, iters // 2), device)
+    return t_plugin, t_mmdet, t_hf, same
 
 
 # --------------------------------------------------------------------------- #
@@ -289,15 +301,23 @@ def peak_memory_of(impl: str, args) -> float:
 
 
 def memory_child(args) -> None:
-    plugin, reference = build_models(args.depth, args.device, only=args.memory_of)
-    model = plugin if args.memory_of == 'plugin' else reference
-    del plugin, reference
-    if args.memory_of == 'mmdet':  # the plugin model built for the shared weights is gone
-        import gc
-        gc.collect()
     inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, args.device)
-    optim_wrapper = load_configs()[0 if args.memory_of == 'plugin' else 1].optim_wrapper
-    step = train_step_fn(model, inputs, samples, args.device, args.dtype, optim_wrapper)
+    if args.memory_of == 'hf':
+        import _hf_detr_rows as hf_rows
+        from mmdet_detr_plugin.utils.convert_hf import build_hf_detr
+        plugin, _ = build_models(args.depth, 'cpu', only='plugin')
+        model = build_hf_detr(plugin).to(args.device)
+        del plugin
+        gc.collect()
+        step = hf_rows.train_step_fn(model, inputs, samples,
+                                     lambda: autocast(args.device, args.dtype))
+    else:
+        plugin, reference = build_models(args.depth, args.device, only=args.memory_of)
+        model = plugin if args.memory_of == 'plugin' else reference
+        del plugin, reference
+        gc.collect()  # for mmdet: the plugin model built for the shared weights is gone
+        optim_wrapper = load_configs()[0 if args.memory_of == 'plugin' else 1].optim_wrapper
+        step = train_step_fn(model, inputs, samples, args.device, args.dtype, optim_wrapper)
     if args.device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     step()
@@ -334,6 +354,7 @@ def main() -> None:
     import logging
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)  # no init / param-group logs
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _hf_detr_rows
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_of:
@@ -345,13 +366,23 @@ def main() -> None:
     reference.train()
     inputs, samples = make_batch(args.batch_size, args.img_size, args.num_gts, device)
     agree = check_agreement(plugin, reference, inputs, samples)
+    hf = None
+    import _hf_detr_rows as hf_rows
+    if 'hf' not in args.skip and hf_rows.available():
+        from mmdet_detr_plugin.utils.convert_hf import build_hf_detr
+        hf = build_hf_detr(plugin).to(device).train()
+        agree_hf = hf_rows.agreement(plugin, hf, inputs, samples)
 
-    rows = []  # (name, plugin times, mmdet times)
-    model_rows = (('train', 'train step, end to end', train_step_fn, True),
-                  ('owned', 'neck+transformer+head+matching+loss, fwd+bwd', owned_part_fn, True),
-                  ('inference', 'inference, 1 image', inference_fn, False))
+    def hf_autocast():
+        return autocast(device, args.dtype)
+
+    rows = []  # (name, plugin times, mmdet times, transformers times or None)
+    model_rows = (('train', 'train step, end to end', train_step_fn, hf_rows.train_step_fn, True),
+                  ('owned', 'after the backbone: fwd+bwd', owned_part_fn, hf_rows.owned_part_fn,
+                   True),
+                  ('inference', 'inference, 1 image', inference_fn, hf_rows.inference_fn, False))
     optim_wrappers = [cfg.optim_wrapper for cfg in load_configs()]
-    for key, name, make_fn, training in model_rows:
+    for key, name, make_fn, make_hf_fn, training in model_rows:
         if key in args.skip:
             continue
         fns = []
@@ -359,42 +390,66 @@ def main() -> None:
             model.train(training)
             extra = (optim_wrapper, ) if make_fn is train_step_fn else ()
             fns.append(make_fn(model, inputs, samples, device, args.dtype, *extra))
-        rows.append((name, *timed_pair(fns, args.warmup, args.iters, device)))
+        if hf is not None:
+            hf.train(training)
+            fns.append(make_hf_fn(hf, inputs, samples, hf_autocast))
+        times = timed_pair(fns, args.warmup, args.iters, device)
+        rows.append((name, times[0], times[1], times[2] if hf is not None else None))
     same_assignments = []
     if 'matching' not in args.skip:
         for n, m, b in MATCHING_CASES:
-            t_p, t_m, same = bench_matching(n, m, b, device, args.warmup, args.iters)
+            t_p, t_m, t_h, same = bench_matching(n, m, b, device, args.warmup, args.iters,
+                                                 with_hf=hf is not None)
             same_assignments.append(same)
-            rows.append((f'matching 6 layers, N={n} M={m} B={b}', t_p, t_m))
+            rows.append((f'matching 6 layers, N={n} M={m} B={b}', t_p, t_m, t_h))
     memory = None
     if 'memory' not in args.skip:
-        memory = (peak_memory_of('plugin', args), peak_memory_of('mmdet', args))
+        memory = [peak_memory_of(impl, args) for impl in ('plugin', 'mmdet')]
+        memory.append(peak_memory_of('hf', args) if hf is not None else None)
 
     kind = 'CUDA max allocated' if device.startswith('cuda') else 'CPU peak RSS'
     dev = torch.cuda.get_device_name() if device.startswith('cuda') else \
         f'CPU, {torch.get_num_threads()} threads'
     print(f'\nDETR R{args.depth}, batch {args.batch_size}, {args.img_size}x{args.img_size}, '
           f'{args.dtype}, {dev}; median (min..max) of {args.iters} runs after {args.warmup} '
-          f'warm-up\n')
-    print(f'| {"row":46} | {"plugin":>24} | {"mmdet DETR":>24} | {"speed-up":>8} |')
-    print(f'|{"-" * 48}|{"-" * 26}|{"-" * 26}|{"-" * 10}|')
+          f'warm-up; speed-up = their time / plugin time\n')
+    print(f'| {"row":38} | {"plugin":>22} | {"mmdet DETR":>22} | {"transformers DETR":>22} '
+          f'| {"vs mmdet":>8} | {"vs HF":>7} |')
+    print(f'|{"-" * 40}|{"-" * 24}|{"-" * 24}|{"-" * 24}|{"-" * 10}|{"-" * 9}|')
     table = []
-    for name, t_p, t_m in rows:
-        ratio = statistics.median(t_m) / statistics.median(t_p)
-        print(f'| {name:46} | {fmt(t_p):>24} | {fmt(t_m):>24} | {ratio:7.2f}x |')
-        table.append(dict(row=name, plugin_ms=statistics.median(t_p) * 1e3,
-                          mmdet_ms=statistics.median(t_m) * 1e3, speedup=ratio))
+    for name, t_p, t_m, t_h in rows:
+        med_p, med_m = statistics.median(t_p), statistics.median(t_m)
+        med_h = statistics.median(t_h) if t_h else None
+        hf_cell = fmt(t_h) if t_h else 'not run'
+        hf_ratio = f'{med_h / med_p:6.2f}x' if t_h else '—'
+        print(f'| {name:38} | {fmt(t_p):>22} | {fmt(t_m):>22} | {hf_cell:>22} '
+              f'| {med_m / med_p:7.2f}x | {hf_ratio:>7} |')
+        table.append(dict(row=name, plugin_ms=med_p * 1e3, mmdet_ms=med_m * 1e3,
+                          hf_ms=med_h * 1e3 if med_h else None, speedup=med_m / med_p,
+                          speedup_vs_hf=med_h / med_p if med_h else None))
     if memory:
-        print(f'| {"peak memory, train step (" + kind + ")":46} | {memory[0]:>21.0f} MiB | '
-              f'{memory[1]:>21.0f} MiB | {memory[1] / memory[0]:7.2f}x |')
-        table.append(dict(row='peak memory MiB', plugin=memory[0], mmdet=memory[1]))
-    print(f'\nagreement (same weights, eval mode): max |logit diff| / max |logit| '
+        cells = [f'{x:.0f} MiB' if x else 'not run' for x in memory]
+        hf_ratio = f'{memory[2] / memory[0]:6.2f}x' if memory[2] else '—'
+        print(f'| {"peak memory, train step (" + kind + ")":38} | {cells[0]:>22} | '
+              f'{cells[1]:>22} | {cells[2]:>22} | {memory[1] / memory[0]:7.2f}x | {hf_ratio:>7} |')
+        table.append(dict(row='peak memory MiB', plugin=memory[0], mmdet=memory[1],
+                          hf=memory[2]))
+    print(f'\nagreement with mmdet (same weights, eval mode): max |logit diff| / max |logit| '
           f'{agree["logits"]:.1e}, max |box diff| {agree["boxes"]:.1e}, max |loss diff| '
-          f'{agree["losses"]:.1e}; identical assignments in every matching row: '
+          f'{agree["losses"]:.1e}')
+    if hf is not None:
+        print(f'agreement with transformers: last layer max |logit diff| / max |logit| '
+              f'{agree_hf["logits"]:.1e}, max |box diff| {agree_hf["boxes"]:.1e}, total loss '
+              f'relative diff {agree_hf["loss"]:.1e}')
+    else:
+        print('transformers is not installed (pip install transformers): its column is not run')
+    print('identical assignments in every matching row'
+          f'{" (all three)" if hf is not None else ""}: '
           f'{all(same_assignments) if same_assignments else "not run"}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(args=vars(args), rows=table, agreement=agree,
+                           agreement_hf=agree_hf if hf is not None else None,
                            same_assignments=same_assignments), f, indent=1)
 
 
