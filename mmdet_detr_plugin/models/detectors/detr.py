@@ -104,7 +104,10 @@ class PluginDETR(DetectionTransformer):
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if fold_frozen_bn:
             fold_frozen_batchnorm(self.backbone)
-        convs = [m for m in self.backbone.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        # every module holding 4-D weights (convolutions of any kind) must be
+        # a plain Conv2d: custom kernels (mmcv's DCN) may assume NCHW
+        convs = [m for m in self.backbone.modules()
+                 if any(p.dim() == 4 for p in m.parameters(recurse=False))]
         self.channels_last = channels_last and bool(convs) and all(
             type(m) in (nn.Conv2d, FoldedConv2d) for m in convs)
         if self.channels_last:

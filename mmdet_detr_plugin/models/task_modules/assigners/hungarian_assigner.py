@@ -17,7 +17,7 @@ Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
 problem with N > M to exactly this orientation, so solving [M, N] directly
 finds the same matching (ties included) as mmdet's assigner does.
 """
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -132,7 +132,7 @@ class PluginHungarianAssigner(BaseAssigner):
     # batched: all layers, all images
     # ------------------------------------------------------------------ #
     def batched_cost(self, logits: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
-                     img_shape: Sequence[int]) -> Tensor:
+                     img_shape: Sequence[int], out: Optional[Tensor] = None) -> Tensor:
         """Total cost of one image for all layers.
 
         Args:
@@ -141,23 +141,31 @@ class PluginHungarianAssigner(BaseAssigner):
             gt_labels (Tensor): [M] labels.
             gt_boxes (Tensor): [M, 4] normalised cxcywh.
             img_shape (tuple): (h, w) of the image in pixels.
+            out (Tensor, optional): [L, M, N] float32 to write the costs into
+                (a view of the batch's buffer: no concatenation afterwards).
 
         Returns:
-            Tensor: [L, M, N] float32 (gt-major).
+            Tensor: [L, M, N] float32 (gt-major); ``out`` when given.
         """
+        num_layers, num_queries = logits.shape[:2]
+        if out is None:
+            out = logits.new_empty(num_layers, len(gt_labels), num_queries)
         if self._all_batched:
-            num_layers, num_queries = logits.shape[:2]
+            # layer chunks of about CHUNK_ELEMENTS costs: the terms of a chunk
+            # stay in cache while they are summed into ``out``
             step = max(1, CHUNK_ELEMENTS // max(1, num_queries * len(gt_labels)))
-            chunks = []
             for start in range(0, num_layers, step):
                 part = slice(start, start + step)
-                total = None
-                for cost in self.match_costs:
-                    term = cost.batched(logits[part], boxes[part], gt_labels, gt_boxes,
-                                        img_shape)
-                    total = term if total is None else total.add_(term)
-                chunks.append(total)
-            return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+                terms = [cost.batched(logits[part], boxes[part], gt_labels, gt_boxes, img_shape)
+                         for cost in self.match_costs]
+                total = terms[0] if len(terms) == 1 else terms[0].add_(terms[1])
+                for term in terms[2:-1]:
+                    total.add_(term)
+                if len(terms) > 2:
+                    torch.add(total, terms[-1], out=out[part])
+                else:
+                    out[part].copy_(total)
+            return out
         # mmdet's costs: one (layer) at a time through their own contract
         scale = boxes.new_tensor([img_shape[1], img_shape[0]] * 2)
         gt = InstanceData(labels=gt_labels, bboxes=box_cxcywh_to_xyxy(gt_boxes) * scale)
@@ -167,7 +175,7 @@ class PluginHungarianAssigner(BaseAssigner):
             pred = InstanceData(scores=layer_logits, bboxes=box_cxcywh_to_xyxy(layer_boxes) * scale)
             layers.append(sum(c(pred_instances=pred, gt_instances=gt, img_meta=meta).float()
                               for c in self.match_costs).t())
-        return torch.stack(layers)
+        return torch.stack(layers, out=out)
 
     @torch.no_grad()
     def assign_batch(self, logits: Tensor, boxes: Tensor, gt_labels: Sequence[Tensor],
@@ -189,16 +197,20 @@ class PluginHungarianAssigner(BaseAssigner):
         """
         num_layers, batch_size, num_queries = logits.shape[:3]
         logits, boxes = logits.detach().float(), boxes.detach().float()
-        # 1. cost matrices, [L, M_b, N] per image, flattened into one buffer
-        costs, shapes = [], []
-        for b in range(batch_size):
-            num_gts = len(gt_labels[b])
-            shapes.append(num_gts)
-            if num_gts and num_queries:
-                costs.append(self.batched_cost(logits[:, b], boxes[:, b], gt_labels[b],
-                                               gt_boxes[b], img_shapes[b]).reshape(-1))
+        # 1. cost matrices, [L, M_b, N] per image, written into one flat buffer
+        shapes = [len(labels) if num_queries else 0 for labels in gt_labels]
+        buffer = logits.new_empty(num_layers * num_queries * sum(shapes))
+        offset = 0
+        for b, num_gts in enumerate(shapes):
+            if num_gts:
+                size = num_layers * num_gts * num_queries
+                self.batched_cost(logits[:, b], boxes[:, b], gt_labels[b], gt_boxes[b],
+                                  img_shapes[b],
+                                  out=buffer[offset:offset + size].view(num_layers, num_gts,
+                                                                        num_queries))
+                offset += size
         # 2. one device -> host copy for the whole batch
-        host = torch.cat(costs).cpu().numpy() if costs else np.empty(0, np.float32)
+        host = buffer.cpu().numpy()
         # 3. solve each (image, layer) on the host
         rows_all, cols_all, offset = [], [], 0
         for num_gts in shapes:
