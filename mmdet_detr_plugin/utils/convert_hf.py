@@ -171,6 +171,17 @@ def build_hf_detr(plugin: nn.Module) -> nn.Module:
     return model
 
 
+def hf_pixel_mask(inputs: Tensor, samples) -> Tensor:
+    """transformers' ``pixel_mask`` [B, H, W] long: 1 on each image's valid
+    pixels (its ``img_shape``), 0 on the batch padding."""
+    mask = torch.zeros(inputs.shape[0], *inputs.shape[-2:], dtype=torch.long,
+                       device=inputs.device)
+    for i, sample in enumerate(samples):
+        h, w = sample.metainfo['img_shape'][:2]
+        mask[i, :h, :w] = 1
+    return mask
+
+
 def hf_labels(samples, device) -> list:
     """mmdet data samples -> transformers' labels (classes, normalised
     cx, cy, w, h boxes), image sizes from each sample's ``img_shape``."""

@@ -29,12 +29,9 @@ def _plugin_r50(**overrides):
 
 
 def _hf_inputs(inputs, samples):
-    from mmdet_detr_plugin.utils.convert_hf import hf_labels
-    mask = torch.zeros(inputs.shape[0], *inputs.shape[-2:], dtype=torch.long)
-    for i, sample in enumerate(samples):
-        h, w = sample.metainfo['img_shape']
-        mask[i, :h, :w] = 1
-    return dict(pixel_values=inputs, pixel_mask=mask, labels=hf_labels(samples, 'cpu'))
+    from mmdet_detr_plugin.utils.convert_hf import hf_labels, hf_pixel_mask
+    return dict(pixel_values=inputs, pixel_mask=hf_pixel_mask(inputs, samples),
+                labels=hf_labels(samples, 'cpu'))
 
 
 def test_same_outputs_losses_and_gradients():

@@ -10,7 +10,7 @@ from typing import Callable, Dict
 
 import torch
 
-from mmdet_detr_plugin.utils.convert_hf import hf_labels
+from mmdet_detr_plugin.utils.convert_hf import hf_labels, hf_pixel_mask as pixel_mask
 
 
 def available() -> bool:
@@ -19,16 +19,6 @@ def available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def pixel_mask(inputs: torch.Tensor, samples) -> torch.Tensor:
-    """[B, H, W] long: 1 on each image's valid pixels, 0 on padding."""
-    mask = torch.zeros(inputs.shape[0], *inputs.shape[-2:], dtype=torch.long,
-                       device=inputs.device)
-    for i, sample in enumerate(samples):
-        h, w = sample.metainfo['img_shape'][:2]
-        mask[i, :h, :w] = 1
-    return mask
 
 
 def optimizer(hf) -> torch.optim.Optimizer:

@@ -1,4 +1,5 @@
-"""The plugin's DETR against MMDetection's own DETR, with the same weights.
+"""The plugin's DETR against MMDetection's own DETR (and transformers' DETR),
+with the same weights.
 
     python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
         [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
@@ -9,11 +10,16 @@ Both models are built from their R50 configs (the plugin's
 ``detr/detr_r50_8xb2-150e_coco.py``), the plugin's random weights are copied
 into mmdet's through the parity converter, both get the same batches, and
 the script prints one table with medians, spreads (min..max) and ratios
-(mmdet time / plugin time: above 1 means the plugin is faster), after
-checking that outputs and assignments agree. The model rows run the two
-implementations in alternation, so a drift of the machine's speed hits both
+(their time / plugin time: above 1 means the plugin is faster), after
+checking that outputs and assignments agree. The model rows run the
+implementations in alternation, so a drift of the machine's speed hits all
 alike; the train step uses each config's own optimizer wrapper (AdamW with
 gradient clipping; the plugin's recipe asks for PyTorch's fused AdamW).
+
+When ``transformers`` is installed (an optional extra, never imported by the
+plugin), a third column times its ``DetrForObjectDetection`` built with the
+same weights (``mmdet_detr_plugin.utils.convert_hf``), run the way
+transformers runs it (``--skip hf`` leaves it out).
 """
 import argparse
 import copy
