@@ -116,7 +116,7 @@ def test_deep_stem_conv_module_and_torchvision_layouts():
 
 def test_detector_folds_by_default_and_can_opt_out():
     from mmdet.registry import MODELS
-    from tests.conftest import SMALL_PLUGIN_DETR
+    from conftest import SMALL_PLUGIN_DETR
     cfg = copy.deepcopy(SMALL_PLUGIN_DETR)
     model = MODELS.build(cfg)
     assert any(isinstance(m, FoldedConv2d) for m in model.backbone.modules())
