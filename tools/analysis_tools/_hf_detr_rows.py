@@ -61,9 +61,7 @@ def owned_part_fn(hf, inputs, samples, autocast) -> Callable[[], None]:
     mask, labels = pixel_mask(inputs, samples), hf_labels(samples, inputs.device)
     encoder = hf.model.backbone
     with torch.no_grad(), autocast():
-        feats = encoder.model(inputs)
-        feats = feats.feature_maps if isinstance(feats, dict) or hasattr(feats, 'feature_maps') \
-            else feats
+        feats = encoder.model(inputs).feature_maps  # transformers' BackboneOutput
     cached = _Cached([f.detach() for f in feats])
 
     def step():

@@ -10,8 +10,8 @@ DETR trains its backbone with frozen batch-norm statistics (mmdet:
 so the pair can run as one convolution with scaled weights and a bias. That
 skips the batch-norm pass over every activation in the forward and in the
 backward, and the activation it would keep for its backward. On CPU (2
-threads, R50 at 2 x 512 x 512) the backbone's forward + backward drops from
-about 1.9 s to 1.4 s.
+threads, R50 at 2 x 512 x 512, timed in alternation) the backbone's forward
++ backward drops from about 1.61 s to 1.48 s.
 
 :func:`fold_frozen_batchnorm` changes the *classes* of the conv and BN
 instances in place (to subclasses of ``nn.Conv2d`` and ``nn.BatchNorm2d``):

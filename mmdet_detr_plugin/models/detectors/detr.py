@@ -58,9 +58,10 @@ class PluginDETR(DetectionTransformer):
         fold_frozen_bn (bool): run the backbone's eval-mode batch norms as
             part of the convolutions before them (see
             :func:`~mmdet_detr_plugin.models.backbones.fold_frozen_batchnorm`):
-            same outputs up to float rounding, same state-dict keys, about a
-            quarter less backbone time in training. Batch norms in train mode
-            are never folded. Defaults to True.
+            same outputs up to float rounding, same state-dict keys, about 8%
+            less time for the R50 backbone's training step on CPU, and none of
+            the batch norms' activations kept. Batch norms in train mode are
+            never folded. Defaults to True.
         channels_last (bool): keep the backbone's convolution weights and
             its input in channels-last memory layout (NHWC), which oneDNN
             and cuDNN convolve without layout conversions: on CPU the R50
