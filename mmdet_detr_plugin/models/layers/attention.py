@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import dropout
+from .dropout import drop_mask
 
 
 class DetrAttention(nn.Module):
@@ -122,7 +122,13 @@ class DetrAttention(nn.Module):
         weights = logits.softmax(dim=-1)  # [B, heads, Lq, Lk]
         if self.keep_weights:
             self.last_weights = weights.mean(dim=1).detach()
-        weights = dropout(weights, dropout_p, dropout_p > 0)
+        if dropout_p > 0 and weights.device.type == 'cpu':
+            # zero the dropped weights (the mask kept as bool) and put the
+            # 1 / (1 - p) scale on v, [Lk, head_dims], not on the [Lq, Lk] weights
+            weights = torch.where(drop_mask(weights.shape, dropout_p), 0., weights)
+            v = v * (1. / (1. - dropout_p))
+        elif dropout_p > 0:
+            weights = F.dropout(weights, dropout_p, True)
         return torch.matmul(weights, v)
 
     def extra_repr(self) -> str:

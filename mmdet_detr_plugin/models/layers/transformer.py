@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from .attention import DetrAttention
-from .dropout import dropout
+from .dropout import drop_mask, dropout
 
 
 def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
@@ -35,10 +35,23 @@ class _FFN(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        # not in place: the linear output of a 3-D input is a view, and an
-        # in-place op on it costs three copies in the backward
-        x = F.relu(self.linear1(x))
-        return self.linear2(dropout(x, self.dropout, self.training))
+        shape = x.shape
+        # on a 2-D input the hidden [B*L, F] is a tensor of its own, so the
+        # ReLU can work in place on it (on a view it would cost copies in the
+        # backward)
+        hidden = self.linear1(x.reshape(-1, shape[-1]))
+        weight2 = self.linear2.weight
+        if self.training and self.dropout > 0 and hidden.device.type == 'cpu':
+            # dropout before the ReLU (they commute: the mask is 0 or 1), the
+            # ReLU in place on its output, and the 1 / (1 - p) scale on
+            # linear2's weight [d, F] instead of the hidden [B*L, F]; ``where``
+            # is one pass forward and backward (``masked_fill``'s backward is two)
+            hidden = torch.where(drop_mask(hidden.shape, self.dropout), 0., hidden)
+            weight2 = weight2 * (1. / (1. - self.dropout))
+            hidden = torch.relu_(hidden)
+        else:
+            hidden = F.dropout(torch.relu_(hidden), self.dropout, self.training)
+        return F.linear(hidden, weight2, self.linear2.bias).view(*shape[:-1], -1)
 
 
 class DetrEncoderLayer(nn.Module):

@@ -47,3 +47,29 @@ def test_identity_outside_training_and_edge_rates():
     assert torch.equal(dropout(x, 1., True), F.dropout(x, 1., True))  # all zeros
     y = dropout(x.to(torch.bfloat16), 0.1, True)
     assert y.dtype == torch.bfloat16 and y.shape == x.shape
+
+
+def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
+    """The FFN masks its hidden in place before the ReLU and scales linear2's
+    weight; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
+    from mmdet_detr_plugin.models.layers.dropout import drop_mask
+    from mmdet_detr_plugin.models.layers.transformer import _FFN
+    torch.manual_seed(0)
+    ffn = _FFN(16, 64, dropout=0.3).train()
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    torch.manual_seed(7)
+    out = ffn(x)
+    out.square().sum().backward()
+    grads = x.grad.clone(), ffn.linear1.weight.grad.clone(), ffn.linear2.weight.grad.clone()
+
+    x.grad = None
+    ffn.zero_grad()
+    torch.manual_seed(7)
+    drop = drop_mask((10, 64), 0.3).view(2, 5, 64)  # the same draw as inside the FFN
+    hidden = F.relu(ffn.linear1(x)).masked_fill(drop, 0.) / 0.7
+    expected = ffn.linear2(hidden)
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected)
+    for got, ref in zip(grads, (x.grad, ffn.linear1.weight.grad, ffn.linear2.weight.grad)):
+        torch.testing.assert_close(got, ref)
+    assert 0.2 < drop.float().mean() < 0.4
