@@ -12,7 +12,7 @@ float32 buffer (no fresh allocation per mask), and compared with p: the same
 backward.
 
 :func:`drop_mask` gives the mask alone, for layers that fold the dropout
-into their own ops (the FFN applies it in place before its ReLU and moves the
+into their own ops (the FFN applies it before its in-place ReLU and moves the
 1 / (1 - p) scale into the next weight; attention scales the values).
 :func:`dropout` is ``F.dropout`` with this mask on CPU, and ``F.dropout``
 elsewhere and outside training.

@@ -50,7 +50,7 @@ def test_identity_outside_training_and_edge_rates():
 
 
 def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
-    """The FFN masks its hidden in place before the ReLU and scales linear2's
+    """The FFN masks its hidden before an in-place ReLU and scales linear2's
     weight; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
     from mmdet_detr_plugin.models.layers.dropout import drop_mask
     from mmdet_detr_plugin.models.layers.transformer import _FFN
