@@ -105,14 +105,14 @@ def _conv_bn_pairs(root: nn.Module) -> Iterator[Tuple[nn.Module, nn.Module]]:
     from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
     for module in root.modules():
-        if isinstance(module, (BasicBlock, Bottleneck, ResNet)):
-            for i in (1, 2, 3):
+        if isinstance(module, ResNet):
+            if not module.deep_stem:  # the stem; a deep stem is a Sequential
+                yield module.conv1, module.norm1
+        elif isinstance(module, (BasicBlock, Bottleneck)):
+            for i in (1, 2, 3):  # BasicBlock has no conv3
                 conv = getattr(module, f'conv{i}', None)
-                norm_name = getattr(module, f'norm{i}_name', None)
-                if isinstance(module, ResNet) and (i > 1 or module.deep_stem):
-                    break  # the stem only; the stages are visited as blocks
-                if conv is not None and norm_name is not None:
-                    yield conv, getattr(module, norm_name)
+                if conv is not None:
+                    yield conv, getattr(module, getattr(module, f'norm{i}_name'))
         elif type(module) is nn.Sequential:
             children = list(module)
             for conv, bn in zip(children[:-1], children[1:]):

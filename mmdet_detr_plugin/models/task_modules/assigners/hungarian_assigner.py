@@ -151,20 +151,18 @@ class PluginHungarianAssigner(BaseAssigner):
         if out is None:
             out = logits.new_empty(num_layers, len(gt_labels), num_queries)
         if self._all_batched:
-            # layer chunks of about CHUNK_ELEMENTS costs: the terms of a chunk
-            # stay in cache while they are summed into ``out``
+            # layer chunks of about CHUNK_ELEMENTS costs: each term of a chunk
+            # is summed into ``out`` while it is still in cache
             step = max(1, CHUNK_ELEMENTS // max(1, num_queries * len(gt_labels)))
             for start in range(0, num_layers, step):
                 part = slice(start, start + step)
-                terms = [cost.batched(logits[part], boxes[part], gt_labels, gt_boxes, img_shape)
-                         for cost in self.match_costs]
-                total = terms[0] if len(terms) == 1 else terms[0].add_(terms[1])
-                for term in terms[2:-1]:
-                    total.add_(term)
-                if len(terms) > 2:
-                    torch.add(total, terms[-1], out=out[part])
-                else:
-                    out[part].copy_(total)
+                target = out[part]
+                for i, cost in enumerate(self.match_costs):
+                    term = cost.batched(logits[part], boxes[part], gt_labels, gt_boxes, img_shape)
+                    if i == 0:
+                        target.copy_(term)
+                    else:
+                        target.add_(term)
             return out
         # mmdet's costs: one (layer) at a time through their own contract
         scale = boxes.new_tensor([img_shape[1], img_shape[0]] * 2)
@@ -214,7 +212,7 @@ class PluginHungarianAssigner(BaseAssigner):
         # 3. solve each (image, layer) on the host
         rows_all, cols_all, offset = [], [], 0
         for num_gts in shapes:
-            if not (num_gts and num_queries):
+            if not num_gts:  # no boxes, or no queries
                 continue
             block = host[offset:offset + num_layers * num_queries * num_gts]
             block = block.reshape(num_layers, num_gts, num_queries)
