@@ -6,7 +6,8 @@ import torch
 from mmengine.structures import InstanceData
 
 from mmdet.registry import TASK_UTILS
-from mmdet_detr_plugin.models.task_modules import PluginHungarianAssigner, solve_assignment
+from mmdet_detr_plugin.models.task_modules import (PluginHungarianAssigner, solve_assignment,
+                                                   solve_many)
 from mmdet_detr_plugin.structures.box_ops import box_cxcywh_to_xyxy
 
 
@@ -140,3 +141,40 @@ def test_fp16_inputs_are_matched_in_fp32():
                                  [g.half() for g in gt_boxes], shapes)
     for (q1, _), (q2, _) in zip(ref, half):
         assert q1.shape == q2.shape
+
+
+def test_solve_many_on_threads_equals_serial(monkeypatch):
+    """The pool cuts the list into runs; every problem must come back in
+    order and solved exactly as on its own (ties and empty ones included)."""
+    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
+    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)
+    rng = np.random.default_rng(0)
+    costs = [rng.random((m, n)).astype(np.float32)
+             for m, n in [(3, 7), (0, 7), (7, 3), (1, 1), (40, 90), (5, 5), (2, 9)]]
+    costs.append(np.zeros((4, 6), dtype=np.float32))  # all ties
+    expected = [solve_assignment(c) for c in costs]
+    for threads in (1, 2, 3, 8, 20):
+        got = solve_many(costs, threads)
+        assert len(got) == len(costs)
+        for (r1, c1), (r2, c2) in zip(got, expected):
+            assert np.array_equal(r1, r2) and np.array_equal(c1, c2)
+
+
+def test_assign_batch_same_matches_for_any_thread_count(monkeypatch):
+    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
+    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)
+    args = _random_batch(num_layers=6, queries=30, gts=(9, 0, 40), seed=11)
+    ref = PluginHungarianAssigner(num_threads=1).assign_batch(*args)
+    for threads in (2, 3):
+        got = PluginHungarianAssigner(num_threads=threads).assign_batch(*args)
+        for (q1, g1), (q2, g2) in zip(got, ref):
+            assert torch.equal(q1, q2) and torch.equal(g1, g2)
+
+
+def test_assign_batch_rejects_nan_and_bad_thread_count():
+    logits, boxes, labels, gt_boxes, shapes = _random_batch()
+    boxes[1, 2, 3, 0] = float('nan')
+    with pytest.raises(ValueError, match='not finite'):
+        PluginHungarianAssigner().assign_batch(logits, boxes, labels, gt_boxes, shapes)
+    with pytest.raises(ValueError, match='num_threads'):
+        PluginHungarianAssigner(num_threads=0)

@@ -12,12 +12,17 @@ sum of match costs with scipy. Two entry points:
   copied to the host in a single transfer for the whole batch, and the index
   results come back in a single transfer; this is what the plugin's head
   uses (mmdet's path costs one device round trip per layer and image).
+  The (image, layer) problems are solved on a pool of host threads when
+  they are large (scipy's solver releases the GIL), so dense scenes use all
+  the cores the process was given.
 
 Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
 problem with N > M to exactly this orientation, so solving [M, N] directly
 finds the same matching (ties included) as mmdet's assigner does.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -42,22 +47,72 @@ DETR_MATCH_COSTS = (
 # layer so that each elementwise pass stays in cache.
 CHUNK_ELEMENTS = 1 << 19
 
+# Below this many cost elements in a batch the problems are solved on the
+# calling thread: handing them to a pool costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 17
 
-def solve_assignment(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost one-to-one matching of an [R, C] cost matrix.
 
-    Returns ``(rows, cols)``, each of length ``min(R, C)``, rows ascending.
-    Raises ``ValueError`` naming the problem when the costs are not finite
-    (usually NaN predictions from a diverged model).
-    """
-    if cost.size == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
+def _check_finite(cost: np.ndarray) -> None:
     if not np.isfinite(cost).all():
         raise ValueError('matching costs contain NaN or inf: the predictions of this step '
                          'are not finite (the model has diverged; lower the learning rate '
                          'or check the input data)')
+
+
+def solve_assignment(cost: np.ndarray, check: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost one-to-one matching of an [R, C] cost matrix.
+
+    Returns ``(rows, cols)``, each of length ``min(R, C)``, rows ascending.
+    Raises ``ValueError`` naming the problem when the costs are not finite
+    (usually NaN predictions from a diverged model); ``check=False`` skips
+    that test for costs already checked.
+    """
+    if cost.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    if check:
+        _check_finite(cost)
     return linear_sum_assignment(cost)
+
+
+_POOLS: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _pool(num_threads: int) -> ThreadPoolExecutor:
+    """A pool per process (a forked child gets its own) and size."""
+    key = (os.getpid(), num_threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(num_threads, thread_name_prefix='detr-matching')
+    return _POOLS[key]
+
+
+def _solve_serial(costs: Sequence[np.ndarray]) -> List[Tuple[np.ndarray, np.ndarray]]:
+    return [solve_assignment(cost, check=False) for cost in costs]
+
+
+def solve_many(costs: Sequence[np.ndarray],
+               num_threads: int = 1) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """``solve_assignment`` of each cost matrix, in order.
+
+    With ``num_threads > 1`` and enough work, the list is cut into
+    ``num_threads`` runs of about equal size solved on a thread pool; each
+    problem is solved exactly as on its own, so the results do not depend on
+    the number of threads. The costs must already be finite.
+    """
+    num_threads = min(num_threads, len(costs))
+    if num_threads <= 1 or sum(cost.size for cost in costs) < PARALLEL_MIN_ELEMENTS:
+        return _solve_serial(costs)
+    # contiguous runs balanced by size (scipy's time grows with R * C)
+    sizes = np.cumsum([cost.size for cost in costs])
+    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, num_threads) / num_threads)
+    bounds = [0, *cuts.tolist(), len(costs)]
+    runs = [costs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    # the calling thread solves the first run while the pool solves the rest
+    futures = [_pool(num_threads - 1).submit(_solve_serial, run) for run in runs[1:]]
+    results = _solve_serial(runs[0])
+    for future in futures:
+        results.extend(future.result())
+    return results
 
 
 @TASK_UTILS.register_module()
@@ -71,6 +126,12 @@ class PluginHungarianAssigner(BaseAssigner):
             ``BBoxL1Cost``, ``IoUCost``, ``FocalLossCost``...). Defaults to
             DETR's: class 1, L1 5, GIoU 2. mmdet's costs have no batched form
             and are evaluated per layer and image in ``assign_batch``.
+        num_threads (int, optional): host threads that solve the problems of
+            ``assign_batch`` when they are large (dense scenes). Defaults to
+            ``torch.get_num_threads()`` at each call, the threads the process
+            was given (1 per process under ``torchrun`` unless
+            ``OMP_NUM_THREADS`` says otherwise). The matches do not depend on
+            it.
 
     Example:
         >>> assigner = PluginHungarianAssigner()
@@ -85,11 +146,16 @@ class PluginHungarianAssigner(BaseAssigner):
         tensor([2, 1, 0])
     """
 
-    def __init__(self, match_costs: Union[List[ConfigType], ConfigType] = DETR_MATCH_COSTS) -> None:
+    def __init__(self, match_costs: Union[List[ConfigType], ConfigType] = DETR_MATCH_COSTS,
+                 num_threads: Optional[int] = None) -> None:
         if isinstance(match_costs, dict):
             match_costs = [match_costs]
         if not match_costs:
             raise ValueError('PluginHungarianAssigner needs at least one match cost')
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f'PluginHungarianAssigner: num_threads must be a positive int '
+                             f'or None, got {num_threads!r}')
+        self.num_threads = num_threads
         self.match_costs = [
             TASK_UTILS.build(cfg) if isinstance(cfg, dict) else cfg for cfg in match_costs
         ]
@@ -209,18 +275,18 @@ class PluginHungarianAssigner(BaseAssigner):
                 offset += size
         # 2. one device -> host copy for the whole batch
         host = buffer.cpu().numpy()
+        _check_finite(host)
         # 3. solve each (image, layer) on the host
-        rows_all, cols_all, offset = [], [], 0
+        problems, offset = [], 0
         for num_gts in shapes:
             if not num_gts:  # no boxes, or no queries
                 continue
             block = host[offset:offset + num_layers * num_queries * num_gts]
-            block = block.reshape(num_layers, num_gts, num_queries)
+            problems.extend(block.reshape(num_layers, num_gts, num_queries))
             offset += block.size
-            for layer_cost in block:
-                gts, queries = solve_assignment(layer_cost)
-                rows_all.append(queries)
-                cols_all.append(gts)
+        solved = solve_many(problems, self.num_threads or torch.get_num_threads())
+        rows_all = [queries for _, queries in solved]
+        cols_all = [gts for gts, _ in solved]
         # 4. one host -> device copy of all indices
         device = logits.device
         flat = torch.from_numpy(np.concatenate(rows_all + cols_all).astype(np.int64)) \
