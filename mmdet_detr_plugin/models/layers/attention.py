@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import drop_mask
+from .dropout import keep_mask
 
 
 class DetrAttention(nn.Module):
@@ -123,9 +123,9 @@ class DetrAttention(nn.Module):
         if self.keep_weights:
             self.last_weights = weights.mean(dim=1).detach()
         if dropout_p > 0 and weights.device.type == 'cpu':
-            # zero the dropped weights (the mask kept as bool) and put the
-            # 1 / (1 - p) scale on v, [Lk, head_dims], not on the [Lq, Lk] weights
-            weights = torch.where(drop_mask(weights.shape, dropout_p), 0., weights)
+            # zero the dropped weights with a 0 / 1 mask and put the 1 / (1 - p)
+            # scale on v, [Lk, head_dims], not on the [Lq, Lk] weights
+            weights = weights * keep_mask(weights.shape, dropout_p, dtype=weights.dtype)
             v = v * (1. / (1. - dropout_p))
         elif dropout_p > 0:
             weights = F.dropout(weights, dropout_p, True)

@@ -3,60 +3,52 @@
 PyTorch's CPU dropout draws its mask with ``bernoulli_`` from the Mersenne
 Twister generator, one draw at a time: about 6-8 ns per element, which is a
 fifth of DETR's transformer training step on CPU (20 M mask elements per step
-at batch 2, 512 x 512). Here the uniforms come from numpy's SFC64 generator,
-seeded by one draw from torch's default CPU generator (so
-``torch.manual_seed`` still makes runs repeatable), written into a reused
-float32 buffer (no fresh allocation per mask), and compared with p: the same
-24-bit resolution as ``bernoulli_``'s float draw. The mask is kept as bool
-(1 byte per element, against the 4 of ``F.dropout``'s float mask) for the
-backward.
+at batch 2, 512 x 512). Here the random bits come from numpy's SFC64
+generator (``random_raw``, under 1 ns per element), seeded by one draw from
+torch's default CPU generator, so ``torch.manual_seed`` still makes runs
+repeatable. Each 32-bit word gives one element: its top 23 bits become the
+mantissa of a float in [1, 2), and ``>= 1 + p`` turns that into the mask in
+place. The drop rate is p to within 2^-23, the resolution of ``bernoulli_``'s
+own float draw.
 
-:func:`drop_mask` gives the mask alone, for layers that fold the dropout
-into their own ops (the FFN applies it before its in-place ReLU and moves the
-1 / (1 - p) scale into the next weight; attention scales the values).
-:func:`dropout` is ``F.dropout`` with this mask on CPU, and ``F.dropout``
-elsewhere and outside training.
+The mask is a float32 tensor of 0 (dropped) and 1 (or the 1 / (1 - p)
+scale): this build's elementwise kernels on bool tensors (``where``,
+``masked_fill``, comparisons, multiplying by a bool mask) are 4-6 times
+slower than a float multiply, forward and backward alike.
+
+:func:`keep_mask` gives the mask alone, for layers that fold the dropout
+into their own ops (attention zeroes the dropped weights and scales the
+values; the FFN masks its hidden before the ReLU, both in place, and moves
+the scale into the next weight, see :func:`masked_relu_`). :func:`dropout`
+is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
+outside training.
 """
-import threading
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_local = threading.local()
+_ONE_BITS = 0x3F800000  # float32 1.0: sign 0, exponent 127, mantissa 0
 
 
-def drop_mask(shape: Sequence[int], p: float) -> Tensor:
-    """Bool mask of ``shape`` on the CPU, each True (dropped) with
-    probability p."""
+def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
+              dtype: torch.dtype = torch.float32) -> Tensor:
+    """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``."""
     numel = 1
     for size in shape:
         numel *= size
-    buffer = getattr(_local, 'buffer', None)
-    if buffer is None or buffer.size < numel:
-        buffer = _local.buffer = np.empty(max(numel, 1 << 20), dtype=np.float32)
     seed = int(torch.randint(0, 2**62, (1, )))
-    uniform = buffer[:numel]
-    np.random.Generator(np.random.SFC64(seed)).random(out=uniform, dtype=np.float32)
-    return torch.from_numpy(uniform).lt(p).view(*shape)
-
-
-class _CPUDropout(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, x: Tensor, p: float) -> Tensor:
-        drop = drop_mask(x.shape, p)
-        scale = 1. / (1. - p)
-        ctx.save_for_backward(drop)
-        ctx.scale = scale
-        return x.mul(scale).masked_fill_(drop, 0.)  # no bool -> float cast
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        drop, = ctx.saved_tensors
-        return grad.mul(ctx.scale).masked_fill_(drop, 0.), None
+    words = np.random.SFC64(seed).random_raw((numel + 1) // 2).view(np.uint32)[:numel]
+    # top 23 random bits as the mantissa: floats uniform in [1, 2), in place
+    np.right_shift(words, 9, out=words)
+    np.bitwise_or(words, _ONE_BITS, out=words)
+    mask = torch.from_numpy(words.view(np.float32)).view(*shape)
+    mask.ge_(1. + p)  # 1. kept, 0. dropped
+    if scale != 1.:
+        mask.mul_(scale)
+    return mask if dtype == torch.float32 else mask.to(dtype)
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -65,4 +57,38 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     if x.device.type != 'cpu' or not 0. < p < 1.:
         return F.dropout(x, p, training)
-    return _CPUDropout.apply(x, p)
+    # autograd keeps only the mask for the backward (x needs no saving)
+    return x * keep_mask(x.shape, p, 1. / (1. - p), x.dtype)
+
+
+class _MaskedReLU(torch.autograd.Function):
+    """``relu(x * keep)`` written over x. The output is positive exactly where
+    x is and the mask keeps it, so the ReLU's own backward on the output is
+    the whole gradient: one pass, and nothing saved but the output, which the
+    next linear layer keeps anyway (autograd's ``mul_`` would keep the mask
+    too and add a pass)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, keep: Optional[Tensor]) -> Tensor:
+        if keep is not None:
+            x.mul_(keep)
+        out = x.relu_()
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        out, = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0), None
+
+
+def masked_relu_(x: Tensor, keep: Optional[Tensor] = None) -> Tensor:
+    """``relu(x * keep)`` in place on x (``keep``: a 0 / 1 mask from
+    :func:`keep_mask`, or None for the ReLU alone). x must be a tensor that
+    no backward needs, such as a linear layer's output."""
+    if x.requires_grad and x.device.type == 'cpu':
+        return _MaskedReLU.apply(x, keep)
+    if keep is not None:
+        x = x.mul_(keep)
+    return x.relu_()

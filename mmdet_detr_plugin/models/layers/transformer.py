@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from .attention import DetrAttention
-from .dropout import drop_mask, dropout
+from .dropout import dropout, keep_mask, masked_relu_
 
 
 def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
@@ -42,15 +42,16 @@ class _FFN(nn.Module):
         hidden = self.linear1(x.reshape(-1, shape[-1]))
         weight2 = self.linear2.weight
         if self.training and self.dropout > 0 and hidden.device.type == 'cpu':
-            # dropout before the ReLU (they commute: the mask is 0 or 1), the
-            # ReLU in place on its output, and the 1 / (1 - p) scale on
-            # linear2's weight [d, F] instead of the hidden [B*L, F]; ``where``
-            # is one pass forward and backward (``masked_fill``'s backward is two)
-            hidden = torch.where(drop_mask(hidden.shape, self.dropout), 0., hidden)
+            # dropout before the ReLU (they commute: the mask is 0 or 1), both
+            # in place on the hidden, and the 1 / (1 - p) scale on linear2's
+            # weight [d, F] instead of the hidden [B*L, F]
+            keep = keep_mask(hidden.shape, self.dropout, dtype=hidden.dtype)
             weight2 = weight2 * (1. / (1. - self.dropout))
-            hidden = torch.relu_(hidden)
+            hidden = masked_relu_(hidden, keep)
+        elif self.training and self.dropout > 0:
+            hidden = F.dropout(torch.relu_(hidden), self.dropout, True)
         else:
-            hidden = F.dropout(torch.relu_(hidden), self.dropout, self.training)
+            hidden = masked_relu_(hidden)
         return F.linear(hidden, weight2, self.linear2.bias).view(*shape[:-1], -1)
 
 

@@ -16,8 +16,10 @@ def test_mask_rate_scale_and_gradient(p):
     sd = (p * (1 - p) / kept.numel())**0.5
     assert abs(kept.float().mean().item() - (1 - p)) < 5 * sd
     torch.testing.assert_close(y[kept], x.detach()[kept] / (1 - p))
-    # the mask kept for the backward is bool (1 byte per element)
-    assert y.grad_fn.saved_tensors[0].dtype == torch.bool
+    # the backward keeps the mask alone: a float one, scale where kept
+    saved = [t for t in (y.grad_fn._saved_self, y.grad_fn._saved_other) if t is not None]
+    assert len(saved) == 1 and saved[0].dtype == torch.float32
+    assert saved[0].unique().tolist() == [0., pytest.approx(1. / (1 - p))]
     grad = torch.randn_like(y)
     y.backward(grad)
     torch.testing.assert_close(x.grad, grad * kept / (1 - p))
@@ -52,7 +54,7 @@ def test_identity_outside_training_and_edge_rates():
 def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
     """The FFN masks its hidden before an in-place ReLU and scales linear2's
     weight; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
-    from mmdet_detr_plugin.models.layers.dropout import drop_mask
+    from mmdet_detr_plugin.models.layers.dropout import keep_mask
     from mmdet_detr_plugin.models.layers.transformer import _FFN
     torch.manual_seed(0)
     ffn = _FFN(16, 64, dropout=0.3).train()
@@ -65,7 +67,7 @@ def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
     x.grad = None
     ffn.zero_grad()
     torch.manual_seed(7)
-    drop = drop_mask((10, 64), 0.3).view(2, 5, 64)  # the same draw as inside the FFN
+    drop = keep_mask((10, 64), 0.3).view(2, 5, 64) == 0  # the same draw as inside the FFN
     hidden = F.relu(ffn.linear1(x)).masked_fill(drop, 0.) / 0.7
     expected = ffn.linear2(hidden)
     expected.square().sum().backward()
@@ -73,3 +75,35 @@ def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
     for got, ref in zip(grads, (x.grad, ffn.linear1.weight.grad, ffn.linear2.weight.grad)):
         torch.testing.assert_close(got, ref)
     assert 0.2 < drop.float().mean() < 0.4
+
+
+def test_mask_values_rate_and_resolution():
+    from mmdet_detr_plugin.models.layers.dropout import keep_mask
+    torch.manual_seed(0)
+    mask = keep_mask((3, 1001, 999), 0.1)  # odd size: half of a last 64-bit word
+    assert mask.shape == (3, 1001, 999) and mask.dtype == torch.float32
+    assert set(mask.unique().tolist()) == {0., 1.}
+    sd = (0.1 * 0.9 / mask.numel())**0.5
+    assert abs(1 - mask.mean().item() - 0.1) < 5 * sd
+    scaled = keep_mask((4, 4), 0.25, scale=4 / 3, dtype=torch.bfloat16)
+    assert scaled.dtype == torch.bfloat16
+    assert set(scaled.float().unique().tolist()) <= {0., torch.tensor(4 / 3).bfloat16().item()}
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_masked_relu_matches_relu_of_the_masked_input(with_mask):
+    from mmdet_detr_plugin.models.layers.dropout import keep_mask, masked_relu_
+    torch.manual_seed(0)
+    a = torch.randn(50, 40, requires_grad=True)
+    keep = keep_mask(a.shape, 0.3) if with_mask else None
+    grad = torch.randn(50, 40)
+    hidden = a * 2  # a tensor no backward needs, like a linear layer's output
+    out = masked_relu_(hidden, keep)
+    assert out.data_ptr() == hidden.data_ptr()  # in place
+    out.backward(grad)
+    got = a.grad.clone()
+    a.grad = None
+    ref = F.relu(a * 2 * (keep if with_mask else 1))
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(got, a.grad, rtol=0, atol=0)
