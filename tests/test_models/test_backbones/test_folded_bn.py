@@ -145,3 +145,45 @@ def test_deepcopy_and_pickle_keep_the_pairing():
         assert torch.equal(model(x)[0], expected)
         assert not torch.allclose(copied(x)[0], expected)
         assert torch.allclose(loaded(x)[0], expected)
+
+
+def test_packed_weights_in_inference_and_frozen_stages(monkeypatch):
+    """Where no gradient flows, channels-last CPU inputs run on weights packed
+    in oneDNN's layout: the same outputs as the plain folded convolution and
+    as the unfolded network, refreshed after a weight update, and never on a
+    path a gradient has to cross."""
+    from mmdet_detr_plugin.models.backbones import folded_bn
+    reference = _frozen_resnet()
+    model = copy.deepcopy(reference)
+    fold_frozen_batchnorm(model)
+    model.to(memory_format=torch.channels_last).eval()
+    reference.eval()
+    x = torch.randn(2, 3, 96, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        packed = model(x)[0]
+        assert model.layer4[2].conv3._fold_cache[3] is not None  # packed weight kept
+        expected = reference(x)[0]
+        with monkeypatch.context() as patch:
+            patch.setattr(folded_bn, '_packs', lambda conv, inp: False)
+            plain = model(x)[0]
+    torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5 * plain.abs().max().item())
+    assert (packed - expected).abs().max() / expected.abs().max() < 1e-5
+
+    # a weight update repacks
+    with torch.no_grad():
+        model.layer4[2].conv3.weight.mul_(2.)
+        reference.layer4[2].conv3.weight.mul_(2.)
+        updated = model(x)[0]
+        expected = reference(x)[0]
+    assert (updated - expected).abs().max() / expected.abs().max() < 1e-5
+    copy.deepcopy(model)  # a packed cache does not stop a copy (EMA hooks deep-copy)
+
+    # frozen stage 1 but an input that needs its gradient: the plain path
+    model.train()
+    reference.train()
+    xg = x.clone().requires_grad_(True)
+    model(xg)[0].square().mean().backward()
+    grad = xg.grad.clone()
+    xg.grad = None
+    reference(xg)[0].square().mean().backward()
+    assert (grad - xg.grad).abs().max() / xg.grad.abs().max() < 1e-4
