@@ -178,6 +178,14 @@ def test_packed_weights_in_inference_and_frozen_stages(monkeypatch):
     assert (updated - expected).abs().max() / expected.abs().max() < 1e-5
     copy.deepcopy(model)  # a packed cache does not stop a copy (EMA hooks deep-copy)
 
+    # another input shape repacks (a weight packed for one shape is slow on others)
+    small = torch.randn(1, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = model(small)[0]
+        expected = reference(small)[0]
+    assert model.conv1._fold_cache[3][0] == [1, 3, 64, 96]
+    assert (got - expected).abs().max() / expected.abs().max() < 1e-5
+
     # frozen stage 1 but an input that needs its gradient: the plain path
     model.train()
     reference.train()
