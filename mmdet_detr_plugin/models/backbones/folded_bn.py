@@ -46,8 +46,10 @@ from torch import Tensor, nn
 def _packs(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv`` may run ``x`` on a oneDNN-packed weight: CPU, float32
     channels-last input, no gradient to carry, no autocast, integer padding
-    with zeros."""
+    with zeros, and eager mode (tracing, as FLOP counters and ONNX export do,
+    and ``torch.compile`` see the plain convolution)."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 4
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
             and not (x.requires_grad and torch.is_grad_enabled())
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.is_autocast_enabled('cpu')
