@@ -24,10 +24,10 @@ parameters when they require them.
 
 Where no gradient flows through a folded convolution (inference, frozen
 stages) on CPU, with a float32 channels-last input, the folded weight is
-also kept in oneDNN's own blocked layout, packed once per weight version
-and input shape; otherwise oneDNN repacks the weight at every call. The outputs are the
-same (bit for bit at DETR's feature-map sizes, tested), and the R50
-backbone's inference is about 13 % faster on CPU.
+also kept in oneDNN's own blocked layout, packed once per weight version and
+input shape; otherwise oneDNN packs the weight at every call. The outputs
+are the same (bit for bit at DETR's feature-map sizes, tested), and one-image
+R50 inference is 4-10 % faster on CPU.
 
 Only pairs whose conv output goes straight into the BN are folded:
 mmdet's ``BasicBlock`` / ``Bottleneck`` (``conv{i}`` -> ``norm{i}``, which
