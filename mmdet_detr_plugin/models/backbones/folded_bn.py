@@ -43,6 +43,12 @@ import torch
 from torch import Tensor, nn
 
 
+# oneDNN's packed-weight convolution ops (absent from builds without oneDNN)
+_PACKED_CONV_OPS = (torch.backends.mkldnn.is_available()
+                    and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+                    and hasattr(torch.ops.mkldnn, '_reorder_convolution_weight'))
+
+
 def _packs(conv: nn.Conv2d, x: Tensor) -> bool:
     """Whether ``conv`` may run ``x`` on a oneDNN-packed weight: CPU, float32
     channels-last input, no gradient to carry, no autocast, integer padding
@@ -54,8 +60,7 @@ def _packs(conv: nn.Conv2d, x: Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last)
             and not torch.is_autocast_enabled('cpu')
             and conv.padding_mode == 'zeros' and not isinstance(conv.padding, str)
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+            and _PACKED_CONV_OPS and torch.backends.mkldnn.enabled)
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):

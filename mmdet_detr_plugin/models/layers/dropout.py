@@ -23,6 +23,7 @@ the scale into the next weight, see :func:`masked_relu_`). :func:`dropout`
 is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
 outside training.
 """
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -36,9 +37,7 @@ _ONE_BITS = 0x3F800000  # float32 1.0: sign 0, exponent 127, mantissa 0
 def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
               dtype: torch.dtype = torch.float32) -> Tensor:
     """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     seed = int(torch.randint(0, 2**62, (1, )))
     words = np.random.SFC64(seed).random_raw((numel + 1) // 2).view(np.uint32)[:numel]
     # top 23 random bits as the mantissa: floats uniform in [1, 2), in place

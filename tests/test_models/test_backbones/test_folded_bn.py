@@ -29,6 +29,13 @@ def _frozen_resnet(cls=ResNet, **kwargs) -> nn.Module:
     return model
 
 
+def _folded_eval_resnet() -> nn.Module:
+    model = _frozen_resnet()
+    fold_frozen_batchnorm(model)
+    model.eval()  # mmdet's ResNet.train() returns None, so no chaining
+    return model
+
+
 def test_folding_keeps_outputs_gradients_and_state_dict_keys():
     reference = _frozen_resnet()
     folded = copy.deepcopy(reference)
@@ -71,9 +78,7 @@ def test_batchnorm_in_train_mode_is_not_folded():
 
 
 def test_inference_cache_follows_weight_updates():
-    model = _frozen_resnet()
-    fold_frozen_batchnorm(model)
-    model.eval()
+    model = _folded_eval_resnet()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = model(x)[0]
@@ -127,9 +132,7 @@ def test_detector_folds_by_default_and_can_opt_out():
 
 def test_deepcopy_and_pickle_keep_the_pairing():
     import io
-    model = _frozen_resnet()
-    fold_frozen_batchnorm(model)
-    model.eval()
+    model = _folded_eval_resnet()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)[0]  # fills the inference cache
