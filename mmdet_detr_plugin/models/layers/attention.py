@@ -9,9 +9,14 @@ Two savings over the generic path: when the query and key inputs are the
 same tensor (self-attention, ``q = k = x + pos``) both are projected in one
 matmul; and the fused kernel never materialises the attention matrix unless
 the weights are asked for (cross-attention maps for visualisation).
+
+Self-attention also takes packed sequences: the tokens of all images in one
+[T, d] tensor, image after image, with their ``lengths``. Projections then
+run on valid tokens only and each image attends within itself; the encoder
+uses this to skip the padding of a batch.
 """
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +68,8 @@ class DetrAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 key_padding_mask: Optional[Tensor] = None,
-                attn_mask: Optional[Tensor] = None) -> Tensor:
+                attn_mask: Optional[Tensor] = None,
+                lengths: Optional[Sequence[int]] = None) -> Tensor:
         """Attend.
 
         Args:
@@ -75,10 +81,15 @@ class DetrAttention(nn.Module):
                 keys, which get no attention.
             attn_mask (Tensor, optional): [Lq, Lk] bool, True where a query may
                 NOT attend to a key (``nn.MultiheadAttention``'s convention).
+            lengths (Sequence[int], optional): packed self-attention: query,
+                key and value are [T, d] with the tokens of image i in rows
+                ``sum(lengths[:i])`` to ``sum(lengths[:i + 1])``; no masks.
 
         Returns:
-            Tensor: [B, Lq, d], after the output projection.
+            Tensor: [B, Lq, d] (packed: [T, d]), after the output projection.
         """
+        if lengths is not None:
+            return self._forward_packed(query, key, value, lengths)
         d = self.embed_dims
         w, b = self.in_proj_weight, self.in_proj_bias
         if query is key:
@@ -107,6 +118,28 @@ class DetrAttention(nn.Module):
         batch_size, _, length, _ = out.shape
         out = out.transpose(1, 2).reshape(batch_size, length, d)  # [B, Lq, d]
         return self.out_proj(out)
+
+    def _forward_packed(self, query: Tensor, key: Tensor, value: Tensor,
+                        lengths: Sequence[int]) -> Tensor:
+        """[T, d] packed tokens -> [T, d]; each image attends within itself."""
+        if query is not key or self.keep_weights:
+            raise ValueError('packed attention is for self-attention (query is key) '
+                             'without kept weights')
+        d = self.embed_dims
+        w, b = self.in_proj_weight, self.in_proj_bias
+        q, k = F.linear(query, w[:2 * d], b[:2 * d]).chunk(2, dim=-1)  # [T, d] each
+        v = F.linear(value, w[2 * d:], b[2 * d:])
+        dropout_p = self.attn_drop if self.training else 0.
+        outs = []
+        for q_i, k_i, v_i in zip(q.split(lengths), k.split(lengths), v.split(lengths)):
+            # [L_i, d] -> [1, heads, L_i, d / heads]
+            q_i, k_i, v_i = (self._split_heads(t[None]) for t in (q_i, k_i, v_i))
+            if dropout_p > 0 and q.device.type == 'cpu':
+                out = self._attend_explicit(q_i, k_i, v_i, None, dropout_p)
+            else:
+                out = F.scaled_dot_product_attention(q_i, k_i, v_i, dropout_p=dropout_p)
+            outs.append(out[0].transpose(0, 1).reshape(-1, d))  # [L_i, d]
+        return self.out_proj(torch.cat(outs) if len(outs) > 1 else outs[0])
 
     def _attend_explicit(self, q: Tensor, k: Tensor, v: Tensor,
                          allowed: Optional[Tensor], dropout_p: float) -> Tensor:

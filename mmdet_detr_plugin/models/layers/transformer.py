@@ -8,7 +8,7 @@ The call signatures match mmdet's ``DetrTransformerEncoder`` /
 Parameter names follow the reference release (``self_attn``, ``linear1``,
 ``linear2``, ``norm1``...), which keeps checkpoint conversion a renaming.
 """
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -72,16 +72,19 @@ class DetrEncoderLayer(nn.Module):
     def _drop(self, x: Tensor) -> Tensor:
         return dropout(x, self.dropout, self.training)
 
-    def forward(self, x: Tensor, pos: Optional[Tensor],
-                key_padding_mask: Optional[Tensor]) -> Tensor:
-        """x, pos: [B, S, d]; key_padding_mask: [B, S] True on padding -> [B, S, d]."""
+    def forward(self, x: Tensor, pos: Optional[Tensor], key_padding_mask: Optional[Tensor],
+                lengths: Optional[Sequence[int]] = None) -> Tensor:
+        """x, pos: [B, S, d]; key_padding_mask: [B, S] True on padding -> [B, S, d].
+        With ``lengths``, x and pos are packed valid tokens [T, d] (see
+        ``DetrAttention``) and ``key_padding_mask`` is None -> [T, d]."""
         if self.pre_norm:
             y = self.norm1(x)
             qk = _with_pos(y, pos)
-            x = x + self._drop(self.self_attn(qk, qk, y, key_padding_mask))
+            x = x + self._drop(self.self_attn(qk, qk, y, key_padding_mask, lengths=lengths))
             return x + self._drop(self.ffn(self.norm2(x)))
         qk = _with_pos(x, pos)
-        x = self.norm1(x + self._drop(self.self_attn(qk, qk, x, key_padding_mask)))
+        x = self.norm1(x + self._drop(self.self_attn(qk, qk, x, key_padding_mask,
+                                                     lengths=lengths)))
         return self.norm2(x + self._drop(self.ffn(x)))
 
 
@@ -154,14 +157,19 @@ class PluginDetrTransformerEncoder(BaseModule):
             the FFN. Defaults to 0.1.
         pre_norm (bool): layer norm before each sub-layer, plus a final norm.
             Defaults to False (post-norm, as the paper).
+        skip_padding (bool): run the layers on the valid tokens of a padded
+            batch only (the same outputs at valid positions, fewer FLOPs by
+            the padded fraction). Defaults to True.
         init_cfg (dict, optional): Defaults to None.
     """
 
     def __init__(self, num_layers: int = 6, embed_dims: int = 256, num_heads: int = 8,
                  feedforward_channels: int = 2048, dropout: float = 0.1,
-                 pre_norm: bool = False, init_cfg: OptMultiConfig = None) -> None:
+                 pre_norm: bool = False, skip_padding: bool = True,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.embed_dims = embed_dims
+        self.skip_padding = skip_padding
         self.num_layers = num_layers
         self.layers = nn.ModuleList(
             DetrEncoderLayer(embed_dims, num_heads, feedforward_channels, dropout, pre_norm)
@@ -170,11 +178,43 @@ class PluginDetrTransformerEncoder(BaseModule):
 
     def forward(self, query: Tensor, query_pos: Optional[Tensor] = None,
                 key_padding_mask: Optional[Tensor] = None, **kwargs) -> Tensor:
-        """query, query_pos: [B, S, d]; key_padding_mask: [B, S] -> memory [B, S, d]."""
-        x = query
+        """query, query_pos: [B, S, d]; key_padding_mask: [B, S] -> memory [B, S, d].
+
+        With ``skip_padding`` and a batch that has padding, the layers run on
+        the valid tokens alone and the memory is 0 at padded positions (which
+        no valid token attends to, here or in the decoder).
+        """
+        valid = self._packing(key_padding_mask)
+        if valid is None:
+            x = query
+            for layer in self.layers:
+                x = layer(x, query_pos, key_padding_mask)
+            return x if self.norm is None else self.norm(x)
+        index, lengths = valid
+        batch_size, length, dims = query.shape
+        x = query.reshape(-1, dims).index_select(0, index)  # [T, d], image after image
+        pos = None if query_pos is None else query_pos.reshape(-1, dims).index_select(0, index)
         for layer in self.layers:
-            x = layer(x, query_pos, key_padding_mask)
-        return x if self.norm is None else self.norm(x)
+            x = layer(x, pos, None, lengths)
+        if self.norm is not None:
+            x = self.norm(x)
+        memory = x.new_zeros(batch_size * length, dims).index_copy(0, index, x)
+        return memory.view(batch_size, length, dims)
+
+    def _packing(self, key_padding_mask: Optional[Tensor]
+                 ) -> Optional[Tuple[Tensor, List[int]]]:
+        """Flat indices [T] of the valid tokens of [B, S] and each image's
+        count; None where packing saves nothing (no padding) or is off."""
+        if (not self.skip_padding or key_padding_mask is None
+                or any(layer.self_attn.keep_weights for layer in self.layers)):
+            return None
+        valid = ~key_padding_mask.bool()  # [B, S]
+        lengths = valid.sum(1).tolist()  # one host sync per forward
+        if sum(lengths) == valid.numel() or 0 in lengths:
+            # nothing to skip, or an image with no valid token: the padded path
+            # gives what the reference gives for it
+            return None
+        return valid.reshape(-1).nonzero().squeeze(1), lengths
 
 
 @MODELS.register_module()

@@ -83,6 +83,71 @@ def test_encoder_honours_padding_mask():
     assert torch.allclose(batched[1, :s_valid], alone[0], atol=1e-5)
 
 
+def test_packed_self_attention_equals_each_image_alone():
+    """Packed tokens [T, d] with lengths (3, 5): each image attends within
+    itself, as if run alone; cross-attention cannot be packed."""
+    torch.manual_seed(0)
+    attn = DetrAttention(16, 2).eval()
+    x = torch.randn(8, 16)
+    out = attn(x, x, x, lengths=[3, 5])
+    assert out.shape == (8, 16)
+    for rows in (slice(0, 3), slice(3, 8)):
+        alone = x[None, rows]
+        assert torch.allclose(out[rows], attn(alone, alone, alone)[0], atol=1e-6)
+    try:
+        attn(x, x.clone(), x, lengths=[3, 5])
+    except ValueError as err:
+        assert 'self-attention' in str(err)
+    else:
+        raise AssertionError('packed cross-attention was accepted')
+
+
+def _encoders(**kwargs):
+    """The same encoder with and without skipping padded tokens."""
+    torch.manual_seed(0)
+    packed = PluginDetrTransformerEncoder(num_layers=2, embed_dims=32, num_heads=4,
+                                          feedforward_channels=64, **kwargs).eval()
+    padded = PluginDetrTransformerEncoder(num_layers=2, embed_dims=32, num_heads=4,
+                                          feedforward_channels=64, skip_padding=False,
+                                          **kwargs).eval()
+    padded.load_state_dict(packed.state_dict())
+    return packed, padded
+
+
+def test_encoder_skipping_padding_changes_no_valid_output_or_gradient():
+    """Image 1 padded at the end, image 2 on a grid (every third token):
+    the packed run gives the padded run's outputs and input gradients at
+    valid positions, and 0 at padded ones."""
+    for pre_norm in (False, True):
+        packed, padded = _encoders(pre_norm=pre_norm)
+        x = torch.randn(3, 10, 32, requires_grad=True)
+        pos = torch.randn(3, 10, 32)
+        mask = torch.zeros(3, 10, dtype=torch.bool)
+        mask[1, 6:] = True
+        mask[2, ::3] = True
+        valid = ~mask
+        out, expected = packed(x, pos, mask), padded(x, pos, mask)
+        assert torch.allclose(out[valid], expected[valid], atol=1e-6)
+        assert out[mask].abs().max() == 0
+        grad, = torch.autograd.grad(out[valid].square().sum(), x)
+        grad_expected, = torch.autograd.grad(expected[valid].square().sum(), x)
+        assert torch.allclose(grad, grad_expected, atol=1e-5)
+        assert grad[mask].abs().max() == 0  # padded inputs reach no valid output
+
+
+def test_encoder_keeps_the_padded_path_where_packing_saves_nothing():
+    packed, padded = _encoders()
+    x, pos = torch.randn(2, 6, 32), torch.randn(2, 6, 32)
+    no_padding = torch.zeros(2, 6, dtype=torch.bool)
+    assert packed._packing(no_padding) is None
+    assert torch.equal(packed(x, pos, no_padding), padded(x, pos, no_padding))
+    all_padding = no_padding.clone()
+    all_padding[1] = True  # an image with no valid token: as the reference
+    assert packed._packing(all_padding) is None
+    index, lengths = packed._packing(torch.tensor([[False, True, False], [True] * 2 + [False]]))
+    assert index.tolist() == [0, 2, 5] and lengths == [2, 1]
+
+
 def test_decoder_returns_every_layer_and_honours_padding():
     dec = PluginDetrTransformerDecoder(num_layers=3, embed_dims=32, num_heads=4,
                                        feedforward_channels=64).eval()
