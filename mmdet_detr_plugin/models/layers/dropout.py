@@ -86,7 +86,8 @@ def masked_relu_(x: Tensor, keep: Optional[Tensor] = None) -> Tensor:
     """``relu(x * keep)`` in place on x (``keep``: a 0 / 1 mask from
     :func:`keep_mask`, or None for the ReLU alone). x must be a tensor that
     no backward needs, such as a linear layer's output."""
-    if x.requires_grad and x.device.type == 'cpu':
+    if x.requires_grad and x.device.type == 'cpu' and not torch.jit.is_tracing():
+        # (the tracer cannot record an in-place autograd Function)
         return _MaskedReLU.apply(x, keep)
     if keep is not None:
         x = x.mul_(keep)

@@ -206,7 +206,9 @@ class PluginDetrTransformerEncoder(BaseModule):
         """Flat indices [T] of the valid tokens of [B, S] and each image's
         count; None where packing saves nothing (no padding) or is off."""
         if (not self.skip_padding or key_padding_mask is None
-                or any(layer.self_attn.keep_weights for layer in self.layers)):
+                or any(layer.self_attn.keep_weights for layer in self.layers)
+                or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            # tracing and compiling (FLOP counting, export) get one static graph
             return None
         valid = ~key_padding_mask.bool()  # [B, S]
         lengths = valid.sum(1).tolist()  # one host sync per forward

@@ -146,6 +146,11 @@ def test_encoder_keeps_the_padded_path_where_packing_saves_nothing():
     assert packed._packing(all_padding) is None
     index, lengths = packed._packing(torch.tensor([[False, True, False], [True] * 2 + [False]]))
     assert index.tolist() == [0, 2, 5] and lengths == [2, 1]
+    # a traced graph (FLOP counting, export) is static: the padded path
+    padding = no_padding.clone()
+    padding[1, 4:] = True
+    traced = torch.jit.trace(packed, (x, pos, padding), check_trace=False)
+    assert torch.allclose(traced(x, pos, padding), padded(x, pos, padding), atol=1e-6)
 
 
 def test_decoder_returns_every_layer_and_honours_padding():
