@@ -39,20 +39,22 @@ class _FFN(nn.Module):
         # on a 2-D input the hidden [B*L, F] is a tensor of its own, so the
         # ReLU can work in place on it (on a view it would cost copies in the
         # backward)
-        hidden = self.linear1(x.reshape(-1, shape[-1]))
-        weight2 = self.linear2.weight
+        hidden = self.linear1(x.reshape(-1, shape[-1]))  # [B*L, F]
         if self.training and self.dropout > 0 and hidden.device.type == 'cpu':
             # dropout before the ReLU (they commute: the mask is 0 or 1), both
-            # in place on the hidden, and the 1 / (1 - p) scale on linear2's
-            # weight [d, F] instead of the hidden [B*L, F]
+            # in place on the hidden; the 1 / (1 - p) scale goes on linear2's
+            # product [B*L, d], the smallest tensor it can go on (d < F), in
+            # the same pass that adds the bias
             keep = keep_mask(hidden.shape, self.dropout, dtype=hidden.dtype)
-            weight2 = weight2 * (1. / (1. - self.dropout))
             hidden = masked_relu_(hidden, keep)
-        elif self.training and self.dropout > 0:
+            out = torch.add(self.linear2.bias, F.linear(hidden, self.linear2.weight),
+                            alpha=1. / (1. - self.dropout))
+            return out.view(*shape[:-1], -1)
+        if self.training and self.dropout > 0:
             hidden = F.dropout(torch.relu_(hidden), self.dropout, True)
         else:
             hidden = masked_relu_(hidden)
-        return F.linear(hidden, weight2, self.linear2.bias).view(*shape[:-1], -1)
+        return self.linear2(hidden).view(*shape[:-1], -1)
 
 
 class DetrEncoderLayer(nn.Module):
