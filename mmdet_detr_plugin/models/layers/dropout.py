@@ -18,8 +18,8 @@ slower than a float multiply, forward and backward alike.
 
 :func:`keep_mask` gives the mask alone, for layers that fold the dropout
 into their own ops (attention zeroes the dropped weights and scales the
-values; the FFN masks its hidden before the ReLU, both in place, and moves
-the scale into the next weight, see :func:`masked_relu_`). :func:`dropout`
+values; the FFN masks its hidden before the ReLU, both in place, and puts
+the scale on the next layer's product, see :func:`masked_relu_`). :func:`dropout`
 is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
 outside training.
 """
