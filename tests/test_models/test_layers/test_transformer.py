@@ -1,3 +1,5 @@
+import warnings
+
 import torch
 from torch import nn
 
@@ -149,7 +151,9 @@ def test_encoder_keeps_the_padded_path_where_packing_saves_nothing():
     # a traced graph (FLOP counting, export) is static: the padded path
     padding = no_padding.clone()
     padding[1, 4:] = True
-    traced = torch.jit.trace(packed, (x, pos, padding), check_trace=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)  # tracing's deprecation notice
+        traced = torch.jit.trace(packed, (x, pos, padding), check_trace=False)
     assert torch.allclose(traced(x, pos, padding), padded(x, pos, padding), atol=1e-6)
 
 
