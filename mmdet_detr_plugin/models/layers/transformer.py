@@ -161,7 +161,10 @@ class PluginDetrTransformerEncoder(BaseModule):
             Defaults to False (post-norm, as the paper).
         skip_padding (bool): run the layers on the valid tokens of a padded
             batch only (the same outputs at valid positions, fewer FLOPs by
-            the padded fraction). Defaults to True.
+            the padded fraction; the memory is 0 at padded positions). A
+            consumer that reads the memory at padded positions, such as
+            convolutions over it as a feature map, should turn it off to
+            get the reference's values there. Defaults to True.
         init_cfg (dict, optional): Defaults to None.
     """
 
