@@ -215,13 +215,14 @@ class PluginDetrTransformerEncoder(BaseModule):
                 or torch.jit.is_tracing() or torch.compiler.is_compiling()):
             # tracing and compiling (FLOP counting, export) get one static graph
             return None
-        valid = ~key_padding_mask.bool()  # [B, S]
-        lengths = valid.sum(1).tolist()  # one host sync per forward
+        valid = ~key_padding_mask.bool().cpu()  # [B, S]; the one host sync per forward
+        lengths = valid.sum(1).tolist()
         if sum(lengths) == valid.numel() or 0 in lengths:
             # nothing to skip, or an image with no valid token: the padded path
             # gives what the reference gives for it
             return None
-        return valid.reshape(-1).nonzero().squeeze(1), lengths
+        index = valid.reshape(-1).nonzero().squeeze(1)
+        return index.to(key_padding_mask.device, non_blocking=True), lengths
 
 
 @MODELS.register_module()
