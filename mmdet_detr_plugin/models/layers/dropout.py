@@ -4,12 +4,12 @@ PyTorch's CPU dropout draws its mask with ``bernoulli_`` from the Mersenne
 Twister generator, one draw at a time: about 6-8 ns per element, which is a
 fifth of DETR's transformer training step on CPU (20 M mask elements per step
 at batch 2, 512 x 512). Here the random bits come from numpy's SFC64
-generator (``random_raw``, under 1 ns per element), seeded by one draw from
-torch's default CPU generator, so ``torch.manual_seed`` still makes runs
-repeatable. Each 32-bit word gives one element: its top 23 bits become the
-mantissa of a float in [1, 2), and ``>= 1 + p`` turns that into the mask in
-place. The drop rate is p to within 2^-23, the resolution of ``bernoulli_``'s
-own float draw.
+generator (``random_raw``), seeded by one draw from torch's default CPU
+generator, so ``torch.manual_seed`` still makes runs repeatable. Each element
+takes 16 bits (a quarter of a 64-bit word): an integer in [0, 65536),
+converted to float32, and ``>= round(65536 p)`` turns that into the mask in
+place; about 0.6 ns per element, against 1.1 ns with 32 bits per element.
+The drop rate is p to within 2^-17, far below anything training can tell.
 
 The mask is a float32 tensor of 0 (dropped) and 1 (or the 1 / (1 - p)
 scale): this build's elementwise kernels on bool tensors (``where``,
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_ONE_BITS = 0x3F800000  # float32 1.0: sign 0, exponent 127, mantissa 0
+_RANGE = 1 << 16  # random integers per element: 16 bits
 
 
 def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
@@ -39,12 +39,9 @@ def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
     """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``."""
     numel = math.prod(shape)
     seed = int(torch.randint(0, 2**62, (1, )))
-    words = np.random.SFC64(seed).random_raw((numel + 1) // 2).view(np.uint32)[:numel]
-    # top 23 random bits as the mantissa: floats uniform in [1, 2), in place
-    np.right_shift(words, 9, out=words)
-    np.bitwise_or(words, _ONE_BITS, out=words)
-    mask = torch.from_numpy(words.view(np.float32)).view(*shape)
-    mask.ge_(1. + p)  # 1. kept, 0. dropped
+    words = np.random.SFC64(seed).random_raw((numel + 3) // 4).view(np.uint16)[:numel]
+    mask = torch.from_numpy(words.astype(np.float32)).view(*shape)  # [0, 65536)
+    mask.ge_(round(p * _RANGE))  # 1. kept, 0. dropped
     if scale != 1.:
         mask.mul_(scale)
     return mask if dtype == torch.float32 else mask.to(dtype)

@@ -26,11 +26,12 @@ def test_mask_rate_scale_and_gradient(p):
 
 
 def test_rows_and_columns_are_not_correlated():
-    # the mask comes from 64-bit words split in two: neighbours must be independent
+    # the mask comes from 64-bit words split in four: neighbours must be independent
     torch.manual_seed(1)
-    kept = (dropout(torch.ones(4000, 250), 0.5, True) != 0).float()
-    pairs = kept.flatten()[:-1] * kept.flatten()[1:]
-    assert abs(pairs.mean().item() - 0.25) < 5 * (0.25 * 0.75 / pairs.numel())**0.5
+    kept = (dropout(torch.ones(4000, 250), 0.5, True) != 0).float().flatten()
+    for gap in (1, 2, 3, 4):  # within a word, and across words
+        pairs = kept[:-gap] * kept[gap:]
+        assert abs(pairs.mean().item() - 0.25) < 5 * (0.25 * 0.75 / pairs.numel())**0.5
 
 
 def test_repeatable_with_torch_seed_and_fresh_per_call():
@@ -53,7 +54,7 @@ def test_identity_outside_training_and_edge_rates():
 
 def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
     """The FFN masks its hidden before an in-place ReLU and scales linear2's
-    weight; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
+    product; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
     from mmdet_detr_plugin.models.layers.dropout import keep_mask
     from mmdet_detr_plugin.models.layers.transformer import _FFN
     torch.manual_seed(0)
@@ -80,11 +81,14 @@ def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
 def test_mask_values_rate_and_resolution():
     from mmdet_detr_plugin.models.layers.dropout import keep_mask
     torch.manual_seed(0)
-    mask = keep_mask((3, 1001, 999), 0.1)  # odd size: half of a last 64-bit word
+    mask = keep_mask((3, 1001, 999), 0.1)  # odd size: part of a last 64-bit word
     assert mask.shape == (3, 1001, 999) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) == {0., 1.}
     sd = (0.1 * 0.9 / mask.numel())**0.5
     assert abs(1 - mask.mean().item() - 0.1) < 5 * sd
+    # 16 bits per element: rates closer than 2^-17 to 0 or 1 round to them
+    assert keep_mask((1000, ), 2.**-18).min() == 1
+    assert keep_mask((1000, ), 1 - 2.**-18).max() == 0
     scaled = keep_mask((4, 4), 0.25, scale=4 / 3, dtype=torch.bfloat16)
     assert scaled.dtype == torch.bfloat16
     assert set(scaled.float().unique().tolist()) <= {0., torch.tensor(4 / 3).bfloat16().item()}
