@@ -78,12 +78,15 @@ def build_runner(cfg: Config, launcher: str, stage: str) -> Runner:
 
 
 def run_naming_bad_annotations(cfg: Config, stage: str, run) -> None:
-    """Run ``run()``; a JSON error from a data set is re-raised naming its file."""
+    """Run ``run()``; a JSON error from a data set is re-raised naming its file.
+    A distributed run then ends with its process group torn down."""
+    from mmdet_detr_plugin.utils.dist import destroy_distributed
     from mmdet_detr_plugin.utils.preflight import name_corrupt_annotation
     try:
         run()
     except json.JSONDecodeError as err:
         name_corrupt_annotation(cfg, err, stage)
+    destroy_distributed()
 
 
 def main() -> None:

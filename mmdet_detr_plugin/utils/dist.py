@@ -43,3 +43,20 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
     return True
+
+
+def destroy_distributed() -> None:
+    """End a distributed run cleanly: a last barrier, then the process group
+    torn down.
+
+    A gloo worker thread drops its last reference to a finished collective
+    (and so to the Python tensors it used) a moment after the caller's wait
+    returns. When that moment falls in the interpreter's finalisation, the
+    thread cannot take the GIL, is unwound and the process aborts
+    (``terminate called without an active exception``), which ``torchrun``
+    reports as a failed job after a successful run. The barrier waits with
+    the GIL released, so the workers finish before the interpreter does.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
