@@ -13,8 +13,7 @@ from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import (build_runner, load_config, run_naming_bad_annotations,  # noqa: E402
-                   set_work_dir)
+from train import build_runner, load_config, run_stage, set_work_dir  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,7 +66,7 @@ def main() -> None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must end with .pkl or .pickle')
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    run_naming_bad_annotations(cfg, 'test', runner.test)
+    run_stage(cfg, 'test', runner.test)
 
 
 if __name__ == '__main__':

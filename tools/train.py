@@ -77,9 +77,10 @@ def build_runner(cfg: Config, launcher: str, stage: str) -> Runner:
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
-def run_naming_bad_annotations(cfg: Config, stage: str, run) -> None:
-    """Run ``run()``; a JSON error from a data set is re-raised naming its file.
-    A distributed run then ends with its process group torn down."""
+def run_stage(cfg: Config, stage: str, run) -> None:
+    """Run ``run()`` (the runner's train or test): a JSON error from a data
+    set is re-raised naming its file, and a distributed run ends with its
+    process group torn down."""
     from mmdet_detr_plugin.utils.dist import destroy_distributed
     from mmdet_detr_plugin.utils.preflight import name_corrupt_annotation
     try:
@@ -126,7 +127,7 @@ def main() -> None:
         cfg.load_from = args.resume
 
     runner = build_runner(cfg, args.launcher, 'train')
-    run_naming_bad_annotations(cfg, 'train', runner.train)
+    run_stage(cfg, 'train', runner.train)
 
 
 if __name__ == '__main__':

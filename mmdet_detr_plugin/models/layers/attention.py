@@ -88,8 +88,9 @@ class DetrAttention(nn.Module):
         Returns:
             Tensor: [B, Lq, d] (packed: [T, d]), after the output projection.
         """
-        if lengths is not None:
-            return self._forward_packed(query, key, value, lengths)
+        if lengths is not None and (query is not key or self.keep_weights):
+            raise ValueError('packed attention is for self-attention (query is key) '
+                             'without kept weights')
         d = self.embed_dims
         w, b = self.in_proj_weight, self.in_proj_bias
         if query is key:
@@ -98,7 +99,13 @@ class DetrAttention(nn.Module):
             q = F.linear(query, w[:d], b[:d])
             k = F.linear(key, w[d:2 * d], b[d:2 * d])
         v = F.linear(value, w[2 * d:], b[2 * d:])
-        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        if lengths is not None:
+            # each image alone: [L_i, d] -> [1, heads, L_i, d / heads] and back
+            out = torch.cat([
+                self._attend(*(self._split_heads(t[None]) for t in qkv), None)[0]
+                for qkv in zip(q.split(lengths), k.split(lengths), v.split(lengths))
+            ])  # [T, d]
+            return self.out_proj(out)
 
         # SDPA's boolean mask is True where attention is allowed
         allowed = None
@@ -107,8 +114,14 @@ class DetrAttention(nn.Module):
         if attn_mask is not None:
             pair = ~attn_mask.bool()  # [Lq, Lk]
             allowed = pair if allowed is None else allowed & pair
-        dropout_p = self.attn_drop if self.training else 0.
+        out = self._attend(self._split_heads(q), self._split_heads(k), self._split_heads(v),
+                           allowed)
+        return self.out_proj(out)  # [B, Lq, d]
 
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Optional[Tensor]) -> Tensor:
+        """q [B, heads, Lq, d / heads], k and v [B, heads, Lk, d / heads],
+        ``allowed`` SDPA's boolean mask -> [B, Lq, d], heads merged."""
+        dropout_p = self.attn_drop if self.training else 0.
         if self.keep_weights or (dropout_p > 0 and q.device.type == 'cpu'):
             # CPU SDPA with dropout takes its unfused path anyway; the explicit
             # form lets the attention weights use the plugin's faster dropout
@@ -116,30 +129,7 @@ class DetrAttention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
         batch_size, _, length, _ = out.shape
-        out = out.transpose(1, 2).reshape(batch_size, length, d)  # [B, Lq, d]
-        return self.out_proj(out)
-
-    def _forward_packed(self, query: Tensor, key: Tensor, value: Tensor,
-                        lengths: Sequence[int]) -> Tensor:
-        """[T, d] packed tokens -> [T, d]; each image attends within itself."""
-        if query is not key or self.keep_weights:
-            raise ValueError('packed attention is for self-attention (query is key) '
-                             'without kept weights')
-        d = self.embed_dims
-        w, b = self.in_proj_weight, self.in_proj_bias
-        q, k = F.linear(query, w[:2 * d], b[:2 * d]).chunk(2, dim=-1)  # [T, d] each
-        v = F.linear(value, w[2 * d:], b[2 * d:])
-        dropout_p = self.attn_drop if self.training else 0.
-        outs = []
-        for q_i, k_i, v_i in zip(q.split(lengths), k.split(lengths), v.split(lengths)):
-            # [L_i, d] -> [1, heads, L_i, d / heads]
-            q_i, k_i, v_i = (self._split_heads(t[None]) for t in (q_i, k_i, v_i))
-            if dropout_p > 0 and q.device.type == 'cpu':
-                out = self._attend_explicit(q_i, k_i, v_i, None, dropout_p)
-            else:
-                out = F.scaled_dot_product_attention(q_i, k_i, v_i, dropout_p=dropout_p)
-            outs.append(out[0].transpose(0, 1).reshape(-1, d))  # [L_i, d]
-        return self.out_proj(torch.cat(outs) if len(outs) > 1 else outs[0])
+        return out.transpose(1, 2).reshape(batch_size, length, self.embed_dims)
 
     def _attend_explicit(self, q: Tensor, k: Tensor, v: Tensor,
                          allowed: Optional[Tensor], dropout_p: float) -> Tensor:
