@@ -33,6 +33,8 @@ setup(
     extras_require={
         'tests': ['pytest'],
         'benchmark': ['transformers'],
+        # mmdet's analysis tools (tools/analysis_tools/benchmark.py, analyze_logs.py)
+        'analysis': ['psutil', 'seaborn', 'matplotlib'],
     },
     license='Apache-2.0',
     zip_safe=False,

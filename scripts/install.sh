@@ -86,6 +86,8 @@ fi
 
 log "installing mmengine $MMENGINE_VERSION, mmdet $MMDET_VERSION and the plugin"
 pip install -q "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" scipy pycocotools matplotlib pytest
+# what mmdet's analysis tools import (benchmark.py: psutil; analyze_logs.py: seaborn)
+pip install -q psutil seaborn
 pip install -q --no-deps --no-build-isolation -e "$repo"
 # the benchmark's optional third column (never a dependency of the plugin);
 # the tests that compare with it skip when it is missing

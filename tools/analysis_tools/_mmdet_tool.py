@@ -1,11 +1,31 @@
-"""Run one of MMDetection's own tools (shipped inside the mmdet package) as is.
+"""Run one of MMDetection's own tools (shipped inside the mmdet package).
 
-The plugin needs nothing special from them: a plugin config loads the plugin
-through ``custom_imports`` when the tool reads it.
+A plugin config loads the plugin through ``custom_imports`` when the tool
+reads it. One addition, as in the plugin's train and test tools:
+``--cfg-options data_root=DIR`` moves the data sets and evaluators to DIR
+(mmdet's tools would change the ``data_root`` variable alone, which the data
+sets no longer read once the file is parsed).
 """
 import os.path as osp
 import runpy
 import sys
+
+
+def carry_data_root() -> None:
+    """Make ``Config.merge_from_dict`` apply a ``data_root`` option to the
+    data sets and evaluators, in this process."""
+    from mmengine.config import Config
+
+    from mmdet_detr_plugin.utils.config import apply_data_root
+    merge = Config.merge_from_dict
+
+    def merge_and_carry(self, options: dict, allow_list_keys: bool = True) -> None:
+        old_root = self.get('data_root')
+        merge(self, options, allow_list_keys)
+        if 'data_root' in options:
+            apply_data_root(self, options['data_root'], old_root)
+
+    Config.merge_from_dict = merge_and_carry
 
 
 def run_mmdet_tool(relative_path: str) -> None:
@@ -15,5 +35,6 @@ def run_mmdet_tool(relative_path: str) -> None:
     if not osp.isfile(path):
         raise FileNotFoundError(f'mmdet {mmdet.__version__} does not ship tools/{relative_path} '
                                 f'(looked for {path})')
+    carry_data_root()
     sys.argv[0] = path
     runpy.run_path(path, run_name='__main__')

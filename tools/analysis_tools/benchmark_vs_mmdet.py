@@ -229,9 +229,11 @@ def check_agreement(plugin, reference, inputs, samples) -> Dict[str, float]:
 
 
 def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: int = 0):
+    """Random predictions of all layers and targets. The predictions require
+    grad, as the heads' outputs do when a train step matches them."""
     gen = torch.Generator().manual_seed(seed)
-    logits = torch.randn(layers, b, n, 81, generator=gen).to(device)
-    boxes = (torch.rand(layers, b, n, 4, generator=gen) * 0.5 + 0.2).to(device)
+    logits = torch.randn(layers, b, n, 81, generator=gen).to(device).requires_grad_()
+    boxes = (torch.rand(layers, b, n, 4, generator=gen) * 0.5 + 0.2).to(device).requires_grad_()
     labels = [torch.randint(0, 80, (m, ), generator=gen).to(device) for _ in range(b)]
     gt_boxes = [(torch.rand(m, 4, generator=gen) * 0.4 + 0.3).to(device) for _ in range(b)]
     shapes = [(640, 800)] * b
@@ -241,7 +243,10 @@ def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: 
 def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
     """All 6 layers x B images: the plugin's batched call against mmdet's
     HungarianAssigner called once per layer and image, as DETRHead does (and
-    transformers' HungarianMatcher once per layer, as its DETR loss does)."""
+    transformers' HungarianMatcher once per layer, as its DETR loss does).
+    All three get the same predictions, which require grad as in training:
+    mmdet's costs are then recorded by autograd, as in its DETRHead's loss;
+    the plugin's and transformers' matchers run under no_grad."""
     from mmdet.registry import TASK_UTILS
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
     from mmdet_detr_plugin.models.task_modules import PluginHungarianAssigner
