@@ -11,7 +11,7 @@ Both models are built from their R50 configs (the plugin's
 into mmdet's through the parity converter, both get the same batches, and
 the script prints one table with medians, spreads (min..max) and ratios
 (their time / plugin time: above 1 means the plugin is faster), after
-checking that outputs and assignments agree. The model rows run the
+checking that outputs and assignments agree. Every row runs the
 implementations in alternation, so a drift of the machine's speed hits all
 alike; the train step uses each config's own optimizer wrapper (AdamW with
 gradient clipping; the plugin's recipe asks for PyTorch's fused AdamW).
@@ -282,9 +282,7 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
             inds = torch.zeros(n, dtype=torch.long, device=device)
             inds[got[i][0][layer]] = got[i][1][layer] + 1
             same &= torch.equal(inds, ref[layer * b + i])
-    t_plugin = timed(run_plugin, warmup, iters, device)
-    t_mmdet = timed(run_mmdet, min(warmup, 1), max(2, iters // 2), device)
-    t_hf = None
+    fns = [run_plugin, run_mmdet]
     if with_hf:
         import _hf_detr_rows as hf_rows
         run_hf = hf_rows.matching_fn(logits, boxes, labels, gt_boxes)
@@ -293,8 +291,9 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
                 inds = torch.zeros(n, dtype=torch.long)
                 inds[q] = g + 1
                 same &= torch.equal(inds, ref[layer * b + i].cpu())
-        t_hf = timed(run_hf, min(warmup, 1), max(2, iters // 2), device)
-    return t_plugin, t_mmdet, t_hf, same
+        fns.append(run_hf)
+    times = timed_pair(fns, warmup, iters, device)
+    return times[0], times[1], times[2] if with_hf else None, same
 
 
 # --------------------------------------------------------------------------- #
@@ -379,7 +378,13 @@ def main() -> None:
     agree = check_agreement(plugin, reference, inputs, samples)
     hf = None
     import _hf_detr_rows as hf_rows
-    if 'hf' not in args.skip and hf_rows.available():
+    # transformers' DETR takes bottleneck ResNets only (timm / HF ResNet-50 and deeper)
+    hf_why_not = ('left out (--skip hf)' if 'hf' in args.skip else
+                  'not run: transformers is not installed (pip install transformers)'
+                  if not hf_rows.available() else
+                  f'not run: its DETR has no ResNet-{args.depth} (50, 101 or 152)'
+                  if args.depth not in (50, 101, 152) else None)
+    if hf_why_not is None:
         from mmdet_detr_plugin.utils.convert_hf import build_hf_detr
         hf = build_hf_detr(plugin).to(device).train()
         agree_hf = hf_rows.agreement(plugin, hf, inputs, samples)
@@ -453,7 +458,7 @@ def main() -> None:
               f'{agree_hf["logits"]:.1e}, max |box diff| {agree_hf["boxes"]:.1e}, total loss '
               f'relative diff {agree_hf["loss"]:.1e}')
     else:
-        print('transformers is not installed (pip install transformers): its column is not run')
+        print(f'transformers column {hf_why_not}')
     print('identical assignments in every matching row'
           f'{" (all three)" if hf is not None else ""}: '
           f'{all(same_assignments) if same_assignments else "not run"}')

@@ -1,0 +1,37 @@
+"""tools/analysis_tools/benchmark_vs_mmdet.py end to end, at a small image
+size and one timed run per row: every row is measured, outputs agree with
+mmdet's DETR (and transformers', when installed) and assignments are equal.
+The speed figures themselves are the benchmark's business, not a test's."""
+import importlib.util
+import json
+
+from test_train_test_resume import run_tool
+
+ROWS = ['train step, end to end', 'after the backbone: fwd+bwd', 'inference, 1 image',
+        'matching 6 layers, N=100 M=10 B=2', 'matching 6 layers, N=300 M=100 B=8',
+        'matching 6 layers, N=900 M=500 B=4']
+
+
+def test_benchmark_runs_every_row_and_agrees(tmp_path):
+    out_json = str(tmp_path / 'rows.json')
+    out = run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128',
+                   '--iters', '1', '--warmup', '0', '--json', out_json)
+    with open(out_json) as f:
+        result = json.load(f)
+    with_hf = importlib.util.find_spec('transformers') is not None
+
+    times = {row['row']: row for row in result['rows'] if 'plugin_ms' in row}
+    assert list(times) == ROWS
+    for row in times.values():
+        assert row['plugin_ms'] > 0 and row['mmdet_ms'] > 0
+        assert abs(row['speedup'] - row['mmdet_ms'] / row['plugin_ms']) < 1e-9
+        assert (row['hf_ms'] is not None) == with_hf
+    memory, = (row for row in result['rows'] if row['row'] == 'peak memory MiB')
+    assert memory['plugin'] > 0 and memory['mmdet'] > 0
+
+    # same numbers as mmdet's DETR with the same weights (fp32)
+    assert max(result['agreement'].values()) < 1e-5
+    assert result['same_assignments'] == [True, True, True]
+    if with_hf:
+        assert max(result['agreement_hf'].values()) < 1e-5
+    assert '| matching 6 layers, N=900 M=500 B=4' in out
