@@ -6,7 +6,7 @@ returns the weighted loss with auxiliary terms (its matcher is called once
 per decoder layer for the whole batch, one scipy call per image); images go
 in as ``pixel_values`` with a ``pixel_mask`` of valid pixels.
 """
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -19,6 +19,17 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def why_not_run(depth: int, skipped: bool) -> Optional[str]:
+    """Why the transformers column is not run, or None when it is."""
+    if skipped:
+        return 'left out (--skip hf)'
+    if not available():
+        return 'not run: transformers is not installed (pip install transformers)'
+    if depth not in (50, 101, 152):  # its DETR takes bottleneck ResNets only
+        return f'not run: its DETR has no ResNet-{depth} (50, 101 or 152)'
+    return None
 
 
 def optimizer(hf) -> torch.optim.Optimizer:

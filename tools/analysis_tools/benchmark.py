@@ -23,23 +23,21 @@ from _mmdet_tool import run_mmdet_tool  # noqa: E402
 
 def run_inference_on_cpu() -> None:
     """Make mmdet's ``InferenceBenchmark`` run without a GPU."""
-    import torch
-    from mmcv.cnn import fuse_conv_bn
-    from mmengine.runner import load_checkpoint
+    from unittest import mock
 
-    from mmdet.registry import MODELS
+    import torch
+    from mmengine.model import BaseModel
+
     from mmdet.utils import benchmark
+    init_model = benchmark.InferenceBenchmark._init_model
 
     def init_model_on_cpu(self, checkpoint, is_fuse_conv_bn):
-        # mmdet's _init_model without the move to the GPU
         if self.distributed:
             raise SystemExit('benchmark.py --task inference with --launcher needs GPUs '
                              '(one process per GPU); run it without --launcher on a CPU')
-        model = MODELS.build(self.cfg.model)
-        load_checkpoint(model, checkpoint, map_location='cpu')
-        if is_fuse_conv_bn:
-            model = fuse_conv_bn(model)
-        return model.eval()
+        # mmdet's own model set-up, with its move to the GPU left out
+        with mock.patch.object(BaseModel, 'cuda', lambda model, *args, **kwargs: model):
+            return init_model(self, checkpoint, is_fuse_conv_bn)
 
     benchmark.InferenceBenchmark._init_model = init_model_on_cpu
     benchmark.get_max_cuda_memory = lambda *args, **kwargs: 0

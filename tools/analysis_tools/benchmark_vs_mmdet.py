@@ -378,12 +378,7 @@ def main() -> None:
     agree = check_agreement(plugin, reference, inputs, samples)
     hf = None
     import _hf_detr_rows as hf_rows
-    # transformers' DETR takes bottleneck ResNets only (timm / HF ResNet-50 and deeper)
-    hf_why_not = ('left out (--skip hf)' if 'hf' in args.skip else
-                  'not run: transformers is not installed (pip install transformers)'
-                  if not hf_rows.available() else
-                  f'not run: its DETR has no ResNet-{args.depth} (50, 101 or 152)'
-                  if args.depth not in (50, 101, 152) else None)
+    hf_why_not = hf_rows.why_not_run(args.depth, 'hf' in args.skip)
     if hf_why_not is None:
         from mmdet_detr_plugin.utils.convert_hf import build_hf_detr
         hf = build_hf_detr(plugin).to(device).train()
