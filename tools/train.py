@@ -50,12 +50,9 @@ def load_config(path: str, cfg_options: dict = None) -> Config:
     cfg = Config.fromfile(path)
     from mmdet_detr_plugin.utils.preflight import check_custom_imports
     check_custom_imports(cfg, path)
-    old_root = cfg.get('data_root')
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-        if 'data_root' in cfg_options:
-            from mmdet_detr_plugin.utils.config import apply_data_root
-            apply_data_root(cfg, cfg_options['data_root'], old_root)
+        from mmdet_detr_plugin.utils.config import merge_options
+        merge_options(cfg, cfg_options)
     return cfg
 
 

@@ -35,3 +35,13 @@ def apply_data_root(cfg: Config, data_root: str, old_root: str) -> None:
                  'val_evaluator', 'test_evaluator'):
         if name in cfg:
             _replace_prefix(cfg[name], old_root, data_root, ('data_root', 'ann_file'))
+
+
+def merge_options(cfg: Config, options: dict, merge=Config.merge_from_dict) -> None:
+    """``cfg.merge_from_dict(options)``, with a ``data_root`` option carried
+    into the data sets and evaluators (:func:`apply_data_root`). ``merge`` is
+    the merging function to call (mmengine's, unless it is being wrapped)."""
+    old_root = cfg.get('data_root')
+    merge(cfg, options)
+    if 'data_root' in options:
+        apply_data_root(cfg, options['data_root'], old_root)

@@ -16,14 +16,12 @@ def carry_data_root() -> None:
     data sets and evaluators, in this process."""
     from mmengine.config import Config
 
-    from mmdet_detr_plugin.utils.config import apply_data_root
+    from mmdet_detr_plugin.utils.config import merge_options
     merge = Config.merge_from_dict
 
     def merge_and_carry(self, options: dict, allow_list_keys: bool = True) -> None:
-        old_root = self.get('data_root')
-        merge(self, options, allow_list_keys)
-        if 'data_root' in options:
-            apply_data_root(self, options['data_root'], old_root)
+        merge_options(self, options,
+                      lambda cfg, opts: merge(cfg, opts, allow_list_keys=allow_list_keys))
 
     Config.merge_from_dict = merge_and_carry
 
