@@ -4,6 +4,7 @@ with the same weights.
     python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
         [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
         [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
+        [--solver lapx|scipy]
 
 Both models are built from their R50 configs (the plugin's
 ``configs/detr_r50_8xb2-150e_coco.py`` and mmdet's
@@ -20,6 +21,11 @@ When ``transformers`` is installed (an optional extra, never imported by the
 plugin), a third column times its ``DetrForObjectDetection`` built with the
 same weights (``mmdet_detr_plugin.utils.convert_hf``), run the way
 transformers runs it (``--skip hf`` leaves it out).
+
+The matching rows run the plugin's assigner with ``--solver`` (``lapx`` by
+default when the ``lapx`` package is installed, the assigner's
+``solver='lapx'``; else scipy's, the assigner's default); the model rows use
+the configs as they are.
 """
 import argparse
 import copy
@@ -42,6 +48,14 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 MATCHING_CASES = ((100, 10, 2), (300, 100, 8), (900, 500, 4))
 
 
+def default_solver() -> str:
+    try:
+        import lap  # noqa: F401
+        return 'lapx'
+    except ImportError:
+        return 'scipy'
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[],
                         choices=['train', 'owned', 'inference', 'matching', 'memory', 'hf'])
+    parser.add_argument('--solver', choices=['lapx', 'scipy'], default=default_solver(),
+                        help="the plugin assigner's solver in the matching rows "
+                             '(default: lapx when installed, else scipy)')
     parser.add_argument('--json', help='also write the rows to this file')
     # internal: measure the peak memory of one implementation in a fresh process
     parser.add_argument('--memory-of', choices=['plugin', 'mmdet', 'hf'], help=argparse.SUPPRESS)
@@ -240,7 +257,7 @@ def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: 
     return logits, boxes, labels, gt_boxes, shapes
 
 
-def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
+def bench_matching(n, m, b, device, warmup, iters, with_hf=False, solver='scipy'):
     """All 6 layers x B images: the plugin's batched call against mmdet's
     HungarianAssigner called once per layer and image, as DETRHead does (and
     transformers' HungarianMatcher once per layer, as its DETR loss does).
@@ -250,7 +267,7 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
     from mmdet.registry import TASK_UTILS
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
     from mmdet_detr_plugin.models.task_modules import PluginHungarianAssigner
-    ours = PluginHungarianAssigner()
+    ours = PluginHungarianAssigner(solver=solver)
     theirs = TASK_UTILS.build(dict(type='HungarianAssigner', match_costs=[
         dict(type='ClassificationCost', weight=1.),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
@@ -294,6 +311,14 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False):
         fns.append(run_hf)
     times = timed_pair(fns, warmup, iters, device)
     return times[0], times[1], times[2] if with_hf else None, same
+
+
+def matching_costs_path(device: str) -> str:
+    """How the plugin's assigner computes DETR's costs on ``device``."""
+    from mmdet_detr_plugin.models.task_modules.assigners import fused_costs
+    if device.startswith('cuda'):
+        return 'costs on the GPU (eager)'
+    return 'costs fused (numba)' if fused_costs.kernel() else 'costs eager (numba not installed)'
 
 
 # --------------------------------------------------------------------------- #
@@ -410,7 +435,7 @@ def main() -> None:
     if 'matching' not in args.skip:
         for n, m, b in MATCHING_CASES:
             t_p, t_m, t_h, same = bench_matching(n, m, b, device, args.warmup, args.iters,
-                                                 with_hf=hf is not None)
+                                                 with_hf=hf is not None, solver=args.solver)
             same_assignments.append(same)
             rows.append((f'matching 6 layers, N={n} M={m} B={b}', t_p, t_m, t_h))
     memory = None
@@ -454,6 +479,7 @@ def main() -> None:
               f'relative diff {agree_hf["loss"]:.1e}')
     else:
         print(f'transformers column {hf_why_not}')
+    print(f"plugin's matching rows: solver='{args.solver}', {matching_costs_path(device)}")
     print('identical assignments in every matching row'
           f'{" (all three)" if hf is not None else ""}: '
           f'{all(same_assignments) if same_assignments else "not run"}')

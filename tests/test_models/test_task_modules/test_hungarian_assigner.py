@@ -178,3 +178,63 @@ def test_assign_batch_rejects_nan_and_bad_thread_count():
         PluginHungarianAssigner().assign_batch(logits, boxes, labels, gt_boxes, shapes)
     with pytest.raises(ValueError, match='num_threads'):
         PluginHungarianAssigner(num_threads=0)
+
+
+# ---------------------------------------------------------------------- #
+# the lapx solver
+# ---------------------------------------------------------------------- #
+@pytest.mark.parametrize('shape', [(10, 100), (100, 300), (300, 100), (1, 7), (7, 1), (40, 40),
+                                   (500, 900)])
+def test_lapx_solver_equals_scipy_on_random_costs(shape):
+    pytest.importorskip('lap')
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    for _ in range(3 if shape[0] * shape[1] > 10000 else 20):
+        cost = (rng.random(shape) * 5 + rng.normal(size=(shape[0], 1))).astype(np.float32)
+        rows, cols = solve_assignment(cost, solver='lapx')
+        ref_rows, ref_cols = solve_assignment(cost)
+        assert np.array_equal(rows, ref_rows) and np.array_equal(cols, ref_cols)
+
+
+def test_lapx_solver_is_optimal_on_ties_and_small_problems():
+    """Where the optimum is tied, lapx may pick another matching: it must be
+    one-to-one, of min(R, C) pairs, and of the optimal total cost."""
+    pytest.importorskip('lap')
+    rng = np.random.default_rng(3)
+    costs = [np.zeros((4, 6)), np.ones((3, 3)), rng.integers(0, 3, size=(5, 4)).astype(float),
+             rng.integers(0, 2, size=(3, 6)).astype(float), np.array([[1., 1.], [1., 1.]])]
+    costs += [rng.normal(size=shape) for shape in [(5, 3), (4, 4), (3, 5), (6, 1), (1, 4)]]
+    for cost in costs:
+        rows, cols = solve_assignment(cost, solver='lapx')
+        assert len(rows) == min(cost.shape) and np.all(np.diff(rows) > 0)
+        assert len(set(cols.tolist())) == len(cols)
+        assert cost[rows, cols].sum() == pytest.approx(brute_force_min(cost))
+    empty = solve_assignment(np.zeros((0, 5)), solver='lapx')
+    assert empty[0].shape == (0, ) and empty[1].shape == (0, )
+
+
+def test_assign_batch_with_lapx_equals_scipy(monkeypatch):
+    pytest.importorskip('lap')
+    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
+    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)  # the threaded path too
+    args = _random_batch(num_layers=6, queries=30, gts=(9, 0, 40), seed=13)
+    ref = PluginHungarianAssigner().assign_batch(*args)
+    for threads in (1, 2):
+        got = PluginHungarianAssigner(solver='lapx', num_threads=threads).assign_batch(*args)
+        for (q1, g1), (q2, g2) in zip(got, ref):
+            assert torch.equal(q1, q2) and torch.equal(g1, g2)
+    # and the per-image contract, from a config
+    assigner = TASK_UTILS.build(dict(type='PluginHungarianAssigner', solver='lapx'))
+    pred = InstanceData(scores=torch.zeros(3, 3),
+                        bboxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.],
+                                             [0., 20., 10., 30.]]))
+    gt = InstanceData(labels=torch.tensor([0, 1]),
+                      bboxes=torch.tensor([[21., 19., 30., 31.], [0., 0., 9., 11.]]))
+    assert assigner.assign(pred, gt, dict(img_shape=(40, 40))).gt_inds.tolist() == [2, 1, 0]
+
+
+def test_bad_solver_and_missing_lapx_name_the_key(monkeypatch):
+    with pytest.raises(ValueError, match="solver must be one of \\['lapx', 'scipy'\\], got 'lap'"):
+        PluginHungarianAssigner(solver='lap')
+    monkeypatch.setitem(__import__('sys').modules, 'lap', None)  # as if not installed
+    with pytest.raises(ImportError, match="solver='lapx'.*pip install 'lapx>=0.11'"):
+        PluginHungarianAssigner(solver='lapx')

@@ -1,7 +1,9 @@
 """One-to-one matching of queries to ground-truth boxes (DETR paper, 3.1).
 
 ``PluginHungarianAssigner`` solves the linear sum assignment of a weighted
-sum of match costs with scipy. Two entry points:
+sum of match costs, with scipy's solver by default or, with
+``solver='lapx'``, with the Jonker-Volgenant solver of the ``lapx`` package
+(4-5x faster on DETR's cost matrices; optional dependency). Two entry points:
 
 * ``assign(pred_instances, gt_instances, img_meta) -> AssignResult``: mmdet's
   assigner contract, one image and one decoder layer, so the assigner drops
@@ -13,16 +15,21 @@ sum of match costs with scipy. Two entry points:
   results come back in a single transfer; this is what the plugin's head
   uses (mmdet's path costs one device round trip per layer and image).
   The (image, layer) problems are solved on a pool of host threads when
-  they are large (scipy's solver releases the GIL), so dense scenes use all
+  they are large (both solvers release the GIL), so dense scenes use all
   the cores the process was given.
 
 Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
 problem with N > M to exactly this orientation, so solving [M, N] directly
-finds the same matching (ties included) as mmdet's assigner does.
+finds the same matching (ties included) as mmdet's assigner does. Both
+solvers are exact and work in float64: they return the same matching
+whenever the optimum is unique (always, in practice, for real-valued
+costs); among tied optima (duplicate boxes, identical predictions) lapx
+may pick another one of equal total cost.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,6 +41,7 @@ from mmdet.models.task_modules.assigners import AssignResult, BaseAssigner
 from mmdet.registry import TASK_UTILS
 from mmdet.utils import ConfigType
 from ....structures.box_ops import box_cxcywh_to_xyxy
+from .fused_costs import detr_cost_cpu, fused_weights
 
 # Default costs: DETR's weights (class 1, L1 5, GIoU 2).
 DETR_MATCH_COSTS = (
@@ -59,20 +67,55 @@ def _check_finite(cost: np.ndarray) -> None:
                          'or check the input data)')
 
 
-def solve_assignment(cost: np.ndarray, check: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def _lapx_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    try:
+        from lap import lapjvh
+    except ImportError as err:
+        raise ImportError(
+            "PluginHungarianAssigner(solver='lapx') needs the lapx package (>= 0.11): "
+            "pip install 'lapx>=0.11' (or mmdet-detr-plugin[fast]), or set the "
+            "assigner's solver='scipy'") from err
+    # rectangular costs solved natively (no padding to a square), in float64
+    # as scipy's solver works
+    return partial(lapjvh, extend_cost=True, return_cost=False, precision='float64')
+
+
+# solver name -> factory of a function that takes an [R, C] float cost matrix
+# and returns (rows, cols), rows ascending; lapx is imported only when asked
+SOLVERS: Dict[str, Callable[[], Callable]] = {
+    'scipy': lambda: linear_sum_assignment,
+    'lapx': _lapx_solver,
+}
+
+
+def get_solver(name: str) -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
+    """The solve function of ``SOLVERS[name]``; a clear error for a bad name."""
+    if name not in SOLVERS:
+        raise ValueError(f'PluginHungarianAssigner: solver must be one of {sorted(SOLVERS)}, '
+                         f'got {name!r}')
+    return SOLVERS[name]()
+
+
+def solve_assignment(cost: np.ndarray, check: bool = True,
+                     solver: str = 'scipy') -> Tuple[np.ndarray, np.ndarray]:
     """Minimum-cost one-to-one matching of an [R, C] cost matrix.
 
     Returns ``(rows, cols)``, each of length ``min(R, C)``, rows ascending.
     Raises ``ValueError`` naming the problem when the costs are not finite
     (usually NaN predictions from a diverged model); ``check=False`` skips
-    that test for costs already checked.
+    that test for costs already checked. ``solver``: a key of ``SOLVERS``.
     """
+    return _solve(cost, get_solver(solver), check)
+
+
+def _solve(cost: np.ndarray, solve: Callable, check: bool = False
+           ) -> Tuple[np.ndarray, np.ndarray]:
     if cost.size == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
     if check:
         _check_finite(cost)
-    return linear_sum_assignment(cost)
+    return solve(cost)
 
 
 _POOLS: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
@@ -86,12 +129,13 @@ def _pool(num_threads: int) -> ThreadPoolExecutor:
     return _POOLS[key]
 
 
-def _solve_serial(costs: Sequence[np.ndarray]) -> List[Tuple[np.ndarray, np.ndarray]]:
-    return [solve_assignment(cost, check=False) for cost in costs]
+def _solve_serial(costs: Sequence[np.ndarray],
+                  solve: Callable) -> List[Tuple[np.ndarray, np.ndarray]]:
+    return [_solve(cost, solve) for cost in costs]
 
 
-def solve_many(costs: Sequence[np.ndarray],
-               num_threads: int = 1) -> List[Tuple[np.ndarray, np.ndarray]]:
+def solve_many(costs: Sequence[np.ndarray], num_threads: int = 1,
+               solver: str = 'scipy') -> List[Tuple[np.ndarray, np.ndarray]]:
     """``solve_assignment`` of each cost matrix, in order.
 
     With ``num_threads > 1`` and enough work, the list is cut into
@@ -99,17 +143,18 @@ def solve_many(costs: Sequence[np.ndarray],
     problem is solved exactly as on its own, so the results do not depend on
     the number of threads. The costs must already be finite.
     """
+    solve = get_solver(solver)
     num_threads = min(num_threads, len(costs))
     if num_threads <= 1 or sum(cost.size for cost in costs) < PARALLEL_MIN_ELEMENTS:
-        return _solve_serial(costs)
+        return _solve_serial(costs, solve)
     # contiguous runs balanced by size (scipy's time grows with R * C)
     sizes = np.cumsum([cost.size for cost in costs])
     cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, num_threads) / num_threads)
     bounds = [0, *cuts.tolist(), len(costs)]
     runs = [costs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     # the calling thread solves the first run while the pool solves the rest
-    futures = [_pool(num_threads - 1).submit(_solve_serial, run) for run in runs[1:]]
-    results = _solve_serial(runs[0])
+    futures = [_pool(num_threads - 1).submit(_solve_serial, run, solve) for run in runs[1:]]
+    results = _solve_serial(runs[0], solve)
     for future in futures:
         results.extend(future.result())
     return results
@@ -132,6 +177,11 @@ class PluginHungarianAssigner(BaseAssigner):
             was given (1 per process under ``torchrun`` unless
             ``OMP_NUM_THREADS`` says otherwise). The matches do not depend on
             it.
+        solver (str): ``'scipy'`` (default: scipy's
+            ``linear_sum_assignment``, the solver of mmdet's assigner) or
+            ``'lapx'`` (Jonker-Volgenant, ``lap.lapjvh`` of the optional
+            ``lapx`` package; 4-5x faster on DETR's costs, the same matches
+            unless the optimum is tied).
 
     Example:
         >>> assigner = PluginHungarianAssigner()
@@ -147,7 +197,7 @@ class PluginHungarianAssigner(BaseAssigner):
     """
 
     def __init__(self, match_costs: Union[List[ConfigType], ConfigType] = DETR_MATCH_COSTS,
-                 num_threads: Optional[int] = None) -> None:
+                 num_threads: Optional[int] = None, solver: str = 'scipy') -> None:
         if isinstance(match_costs, dict):
             match_costs = [match_costs]
         if not match_costs:
@@ -155,11 +205,15 @@ class PluginHungarianAssigner(BaseAssigner):
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f'PluginHungarianAssigner: num_threads must be a positive int '
                              f'or None, got {num_threads!r}')
+        get_solver(solver)  # fail at build time, naming the key
         self.num_threads = num_threads
+        self.solver = solver
         self.match_costs = [
             TASK_UTILS.build(cfg) if isinstance(cfg, dict) else cfg for cfg in match_costs
         ]
         self._all_batched = all(hasattr(cost, 'batched') for cost in self.match_costs)
+        # DETR's three costs: one fused pass per element on the CPU (numba)
+        self._fused_weights = fused_weights(self.match_costs)
 
     # ------------------------------------------------------------------ #
     # mmdet's contract: one image, one layer
@@ -187,7 +241,8 @@ class PluginHungarianAssigner(BaseAssigner):
         if num_gts and num_preds:
             cost = sum(c(pred_instances=pred_instances, gt_instances=gt_instances,
                          img_meta=img_meta) for c in self.match_costs)  # [N, M]
-            rows, cols = solve_assignment(cost.detach().float().cpu().numpy())
+            rows, cols = solve_assignment(cost.detach().float().cpu().numpy(),
+                                          solver=self.solver)
             rows = torch.from_numpy(rows).to(device)
             cols = torch.from_numpy(cols).to(device)
             gt_inds[rows] = cols + 1
@@ -215,7 +270,12 @@ class PluginHungarianAssigner(BaseAssigner):
         """
         num_layers, num_queries = logits.shape[:2]
         if out is None:
-            out = logits.new_empty(num_layers, len(gt_labels), num_queries)
+            out = logits.new_empty(num_layers, len(gt_labels), num_queries, dtype=torch.float32)
+        if (self._fused_weights is not None and out.device.type == 'cpu' and out.is_contiguous()
+                and not torch.jit.is_tracing()
+                and detr_cost_cpu(logits, boxes, gt_labels, gt_boxes, img_shape,
+                                  self._fused_weights, out)):
+            return out
         if self._all_batched:
             # layer chunks of about CHUNK_ELEMENTS costs: each term of a chunk
             # is summed into ``out`` while it is still in cache
@@ -284,7 +344,7 @@ class PluginHungarianAssigner(BaseAssigner):
             block = host[offset:offset + num_layers * num_queries * num_gts]
             problems.extend(block.reshape(num_layers, num_gts, num_queries))
             offset += block.size
-        solved = solve_many(problems, self.num_threads or torch.get_num_threads())
+        solved = solve_many(problems, self.num_threads or torch.get_num_threads(), self.solver)
         rows_all = [queries for _, queries in solved]
         cols_all = [gts for gts, _ in solved]
         # 4. one host -> device copy of all indices
