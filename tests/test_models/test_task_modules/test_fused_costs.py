@@ -6,9 +6,16 @@ import torch
 from mmdet_detr_plugin.models.task_modules import (PluginBBoxL1Cost, PluginClassificationCost,
                                                    PluginFocalLossCost, PluginHungarianAssigner,
                                                    PluginIoUCost)
-from mmdet_detr_plugin.models.task_modules.assigners import fused_costs
+from mmdet_detr_plugin.models.task_modules.assigners import fused_costs, hungarian_assigner
 
 pytest.importorskip('numba')
+
+
+@pytest.fixture(autouse=True)
+def fuse_any_size(monkeypatch):
+    """The kernel runs from FUSED_MIN_ELEMENTS costs per image; here from 1,
+    so that small and odd shapes are compared too."""
+    monkeypatch.setattr(hungarian_assigner, 'FUSED_MIN_ELEMENTS', 1)
 
 
 def eager_cost(assigner, *args):
@@ -98,7 +105,6 @@ def test_assign_batch_uses_the_fused_cost(monkeypatch):
         calls.append(1)
         return real(*args)
 
-    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
     monkeypatch.setattr(hungarian_assigner, 'detr_cost_cpu', counting)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 2, 40, 81, generator=gen)
@@ -107,6 +113,10 @@ def test_assign_batch_uses_the_fused_cost(monkeypatch):
     gt_boxes = [torch.rand(m, 4, generator=gen) * 0.4 + 0.3 for m in (12, 3)]
     args = (logits, boxes, labels, gt_boxes, [(64, 80), (80, 64)])
     fused = PluginHungarianAssigner().assign_batch(*args)
+    assert len(calls) == 2
+    # small images (DETR on COCO) keep the eager costs: numba is not needed
+    monkeypatch.setattr(hungarian_assigner, 'FUSED_MIN_ELEMENTS', 6 * 40 * 12 + 1)
+    PluginHungarianAssigner().assign_batch(*args)
     assert len(calls) == 2
     monkeypatch.setattr(fused_costs, 'kernel', lambda: None)  # as without numba
     eager = PluginHungarianAssigner().assign_batch(*args)

@@ -55,6 +55,13 @@ DETR_MATCH_COSTS = (
 # layer so that each elementwise pass stays in cache.
 CHUNK_ELEMENTS = 1 << 19
 
+# From this many cost elements in an image (L * M * N) DETR's costs are
+# computed by the fused CPU kernel when numba is installed. Below it the eager
+# costs take about a millisecond and numba (about 100 MiB of memory once
+# imported) is not loaded: DETR on COCO (100 queries, tens of boxes) stays
+# below it, dense scenes are above.
+FUSED_MIN_ELEMENTS = 1 << 16
+
 # Below this many cost elements in a batch the problems are solved on the
 # calling thread: handing them to a pool costs more than it saves.
 PARALLEL_MIN_ELEMENTS = 1 << 17
@@ -272,7 +279,7 @@ class PluginHungarianAssigner(BaseAssigner):
         if out is None:
             out = logits.new_empty(num_layers, len(gt_labels), num_queries, dtype=torch.float32)
         if (self._fused_weights is not None and out.device.type == 'cpu' and out.is_contiguous()
-                and not torch.jit.is_tracing()
+                and out.numel() >= FUSED_MIN_ELEMENTS and not torch.jit.is_tracing()
                 and detr_cost_cpu(logits, boxes, gt_labels, gt_boxes, img_shape,
                                   self._fused_weights, out)):
             return out
