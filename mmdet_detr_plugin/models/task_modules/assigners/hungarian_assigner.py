@@ -3,7 +3,7 @@
 ``PluginHungarianAssigner`` solves the linear sum assignment of a weighted
 sum of match costs, with scipy's solver by default or, with
 ``solver='lapx'``, with the Jonker-Volgenant solver of the ``lapx`` package
-(4-5x faster on DETR's cost matrices; optional dependency). Two entry points:
+(2-5x faster on DETR's cost matrices; optional dependency). Two entry points:
 
 * ``assign(pred_instances, gt_instances, img_meta) -> AssignResult``: mmdet's
   assigner contract, one image and one decoder layer, so the assigner drops
@@ -187,7 +187,7 @@ class PluginHungarianAssigner(BaseAssigner):
         solver (str): ``'scipy'`` (default: scipy's
             ``linear_sum_assignment``, the solver of mmdet's assigner) or
             ``'lapx'`` (Jonker-Volgenant, ``lap.lapjvh`` of the optional
-            ``lapx`` package; 4-5x faster on DETR's costs, the same matches
+            ``lapx`` package; 2-5x faster on DETR's costs, the same matches
             unless the optimum is tied).
 
     Example:
