@@ -16,7 +16,7 @@ costs are exactly ``[PluginClassificationCost, PluginBBoxL1Cost,
 PluginIoUCost]`` in that order (any weights), DETR's default; anything else
 takes the eager path.
 """
-import threading
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,9 +24,6 @@ import torch
 from torch import Tensor
 
 from ....structures.box_ops import box_cxcywh_to_xyxy
-
-_KERNEL = None
-_LOCK = threading.Lock()
 
 
 def _compile():
@@ -78,14 +75,10 @@ def _compile():
         return numba.njit(parallel=True, nogil=True)(detr_cost)
 
 
+@lru_cache(maxsize=None)
 def kernel():
-    """The compiled kernel (compiled once per process), or None without numba."""
-    global _KERNEL
-    if _KERNEL is None:
-        with _LOCK:
-            if _KERNEL is None:
-                _KERNEL = _compile() or False
-    return _KERNEL or None
+    """The compiled kernel (once per process), or None without numba."""
+    return _compile()
 
 
 def fused_weights(match_costs: Sequence) -> Optional[Tuple[float, float, float, float]]:
