@@ -30,6 +30,7 @@ the configs as they are.
 import argparse
 import copy
 import gc
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -48,14 +49,6 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 MATCHING_CASES = ((100, 10, 2), (300, 100, 8), (900, 500, 4))
 
 
-def default_solver() -> str:
-    try:
-        import lap  # noqa: F401
-        return 'lapx'
-    except ImportError:
-        return 'scipy'
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +64,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[],
                         choices=['train', 'owned', 'inference', 'matching', 'memory', 'hf'])
-    parser.add_argument('--solver', choices=['lapx', 'scipy'], default=default_solver(),
+    parser.add_argument('--solver', choices=['lapx', 'scipy'], default='lapx' if importlib.util.find_spec('lap') else 'scipy',
                         help="the plugin assigner's solver in the matching rows "
                              '(default: lapx when installed, else scipy)')
     parser.add_argument('--json', help='also write the rows to this file')
@@ -313,12 +306,23 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False, solver='scipy'
     return times[0], times[1], times[2] if with_hf else None, same
 
 
-def matching_costs_path(device: str) -> str:
-    """How the plugin's assigner computes DETR's costs on ``device``."""
+def matching_costs_path(device: str, layers: int = 6) -> str:
+    """How the plugin's assigner computes DETR's costs on ``device``, and in
+    which matching rows (the fused kernel runs from a size per image)."""
     from mmdet_detr_plugin.models.task_modules.assigners import fused_costs
+    from mmdet_detr_plugin.models.task_modules.assigners.hungarian_assigner import \
+        FUSED_MIN_ELEMENTS
     if device.startswith('cuda'):
         return 'costs on the GPU (eager)'
-    return 'costs fused (numba)' if fused_costs.kernel() else 'costs eager (numba not installed)'
+    if not fused_costs.kernel():
+        return 'costs eager (numba not installed)'
+    fused = [n for n, m, _ in MATCHING_CASES if layers * m * n >= FUSED_MIN_ELEMENTS]
+    eager = [n for n, _, _ in MATCHING_CASES if n not in fused]
+    where = ', '.join(f'N={n}' for n in fused)
+    if eager:
+        where += '; eager at ' + ', '.join(f'N={n}' for n in eager) + \
+            f' (below {FUSED_MIN_ELEMENTS} costs per image)'
+    return f'costs fused (numba) at {where}'
 
 
 # --------------------------------------------------------------------------- #

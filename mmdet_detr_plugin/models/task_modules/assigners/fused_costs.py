@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ....structures.box_ops import box_cxcywh_to_xyxy
+from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
 
 
 def _compile():
@@ -84,7 +85,6 @@ def kernel():
 def fused_weights(match_costs: Sequence) -> Optional[Tuple[float, float, float, float]]:
     """``(w_cls, w_l1, w_giou, eps)`` when ``match_costs`` are exactly DETR's
     three plugin costs in the default order; None otherwise."""
-    from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
     types = [type(cost) for cost in match_costs]
     if types != [PluginClassificationCost, PluginBBoxL1Cost, PluginIoUCost]:
         return None
