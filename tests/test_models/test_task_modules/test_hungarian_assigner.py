@@ -171,6 +171,30 @@ def test_assign_batch_same_matches_for_any_thread_count(monkeypatch):
             assert torch.equal(q1, q2) and torch.equal(g1, g2)
 
 
+def test_cost_buffer_is_reused_and_results_do_not_alias_it():
+    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
+    assigner = PluginHungarianAssigner()
+    small = _random_batch(num_layers=2, queries=9, gts=(3, 1, 2), seed=3)
+    large = _random_batch(num_layers=6, queries=40, gts=(30, 5, 12), seed=4)
+    first = assigner.assign_batch(*small)
+    expected = [(q.clone(), g.clone()) for q, g in first]
+    buf = hungarian_assigner._scratch('costs', 1, torch.device('cpu'))
+    # a larger batch grows the buffer; later smaller ones reuse it
+    large_ref = assigner.assign_batch(*large)
+    grown = hungarian_assigner._scratch('costs', 1, torch.device('cpu'))
+    assert grown.data_ptr() != buf.data_ptr()
+    assert assigner.assign_batch(*small) is not None
+    assert hungarian_assigner._scratch('costs', 1, torch.device('cpu')).data_ptr() \
+        == grown.data_ptr()
+    # the first call's matches are untouched by the calls that reused the
+    # buffer, and the same as a fresh assigner's in a fresh thread's buffer
+    for (q, g), (q0, g0) in zip(first, expected):
+        assert torch.equal(q, q0) and torch.equal(g, g0)
+    hungarian_assigner._SCRATCH.__dict__.clear()
+    for (q, g), (q0, g0) in zip(PluginHungarianAssigner().assign_batch(*large), large_ref):
+        assert torch.equal(q, q0) and torch.equal(g, g0)
+
+
 def test_assign_batch_rejects_nan_and_bad_thread_count():
     logits, boxes, labels, gt_boxes, shapes = _random_batch()
     boxes[1, 2, 3, 0] = float('nan')
