@@ -187,7 +187,7 @@ def test_cost_buffer_is_reused_and_results_do_not_alias_it():
     assert hungarian_assigner._scratch('costs', 1, torch.device('cpu')).data_ptr() \
         == grown.data_ptr()
     # the first call's matches are untouched by the calls that reused the
-    # buffer, and the same as a fresh assigner's in a fresh thread's buffer
+    # buffer, and a reused buffer gives the matches of a new one
     for (q, g), (q0, g0) in zip(first, expected):
         assert torch.equal(q, q0) and torch.equal(g, g0)
     hungarian_assigner._SCRATCH.__dict__.clear()

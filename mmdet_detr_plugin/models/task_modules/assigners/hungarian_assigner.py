@@ -138,7 +138,7 @@ def _scratch(role: str, numel: int, device: torch.device, pin: bool = False) -> 
     The cost matrices of a dense batch are tens of MiB (6 x 500 x 900 x 4
     images: 43 MiB). A fresh CPU tensor of that size is new memory from the
     OS at every step, and first touching its pages cost 20-40 ms per step
-    on the 2-core test machine, more than computing the costs. The buffer
+    on a 2-core CPU, more than computing the costs. The buffer
     is kept per thread and grows by a quarter more than asked, so that a
     batch with a few more boxes does not allocate again.
     """
