@@ -64,7 +64,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[],
                         choices=['train', 'owned', 'inference', 'matching', 'memory', 'hf'])
-    parser.add_argument('--solver', choices=['lapx', 'scipy'], default='lapx' if importlib.util.find_spec('lap') else 'scipy',
+    parser.add_argument('--solver', choices=['lapx', 'scipy'],
+                        default='lapx' if importlib.util.find_spec('lap') else 'scipy',
                         help="the plugin assigner's solver in the matching rows "
                              '(default: lapx when installed, else scipy)')
     parser.add_argument('--json', help='also write the rows to this file')

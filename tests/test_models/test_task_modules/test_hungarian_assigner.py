@@ -178,19 +178,18 @@ def test_cost_buffer_is_reused_and_results_do_not_alias_it():
     large = _random_batch(num_layers=6, queries=40, gts=(30, 5, 12), seed=4)
     first = assigner.assign_batch(*small)
     expected = [(q.clone(), g.clone()) for q, g in first]
-    buf = hungarian_assigner._scratch('costs', 1, torch.device('cpu'))
+    buf = hungarian_assigner._host_costs(1)
     # a larger batch grows the buffer; later smaller ones reuse it
     large_ref = assigner.assign_batch(*large)
-    grown = hungarian_assigner._scratch('costs', 1, torch.device('cpu'))
+    grown = hungarian_assigner._host_costs(1)
     assert grown.data_ptr() != buf.data_ptr()
     assert assigner.assign_batch(*small) is not None
-    assert hungarian_assigner._scratch('costs', 1, torch.device('cpu')).data_ptr() \
-        == grown.data_ptr()
+    assert hungarian_assigner._host_costs(1).data_ptr() == grown.data_ptr()
     # the first call's matches are untouched by the calls that reused the
     # buffer, and a reused buffer gives the matches of a new one
     for (q, g), (q0, g0) in zip(first, expected):
         assert torch.equal(q, q0) and torch.equal(g, g0)
-    hungarian_assigner._SCRATCH.__dict__.clear()
+    hungarian_assigner._HOST_COSTS.__dict__.clear()
     for (q, g), (q0, g0) in zip(PluginHungarianAssigner().assign_batch(*large), large_ref):
         assert torch.equal(q, q0) and torch.equal(g, g0)
 

@@ -128,27 +128,27 @@ def _solve(cost: np.ndarray, solve: Callable, check: bool = False
 
 _POOLS: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
 
-# per thread: (role, device) -> flat float32 tensor, grown on demand
-_SCRATCH = threading.local()
+# per thread: pinned or not -> flat float32 host tensor, grown on demand
+_HOST_COSTS = threading.local()
 
 
-def _scratch(role: str, numel: int, device: torch.device, pin: bool = False) -> Tensor:
-    """A flat float32 tensor of ``numel`` elements, reused across calls.
+def _host_costs(numel: int, pin: bool = False) -> Tensor:
+    """A flat float32 CPU tensor of ``numel`` elements, reused across calls.
 
     The cost matrices of a dense batch are tens of MiB (6 x 500 x 900 x 4
     images: 43 MiB). A fresh CPU tensor of that size is new memory from the
     OS at every step, and first touching its pages cost 20-40 ms per step
-    on a 2-core CPU, more than computing the costs. The buffer
-    is kept per thread and grows by a quarter more than asked, so that a
-    batch with a few more boxes does not allocate again.
+    on a 2-core CPU, more than computing the costs (device memory needs no
+    such care: torch's caching allocator already reuses it). The buffer is
+    kept per thread and grows by a quarter more than asked, so that a batch
+    with a few more boxes does not allocate again. ``pin``: page-locked, for
+    the copy from a CUDA device.
     """
-    buffers = _SCRATCH.__dict__.setdefault('buffers', {})
-    key = (role, str(device))
-    buf = buffers.get(key)
+    buffers = _HOST_COSTS.__dict__.setdefault('buffers', {})
+    buf = buffers.get(pin)
     if buf is None or buf.numel() < numel:
-        buf = torch.empty(numel + numel // 4, dtype=torch.float32, device=device,
-                          pin_memory=pin)
-        buffers[key] = buf
+        buf = buffers[pin] = torch.empty(numel + numel // 4, dtype=torch.float32,
+                                         pin_memory=pin)
     return buf[:numel]
 
 
@@ -355,7 +355,8 @@ class PluginHungarianAssigner(BaseAssigner):
         # 1. cost matrices, [L, M_b, N] per image, written into one flat buffer
         shapes = [len(labels) if num_queries else 0 for labels in gt_labels]
         total = num_layers * num_queries * sum(shapes)
-        buffer = _scratch('costs', total, logits.device)
+        host = _host_costs(total, pin=logits.device.type == 'cuda')
+        buffer = host if logits.device.type == 'cpu' else logits.new_empty(total)
         offset = 0
         for b, num_gts in enumerate(shapes):
             if num_gts:
@@ -366,11 +367,9 @@ class PluginHungarianAssigner(BaseAssigner):
                                                                         num_queries))
                 offset += size
         # 2. one device -> host copy for the whole batch
-        if buffer.device.type != 'cpu':
-            host_buffer = _scratch('host costs', total, torch.device('cpu'),
-                                   pin=buffer.device.type == 'cuda')
-            buffer = host_buffer.copy_(buffer)
-        host = buffer.numpy()
+        if buffer is not host:
+            host.copy_(buffer)
+        host = host.numpy()
         _check_finite(host)
         # 3. solve each (image, layer) on the host
         problems, offset = [], 0
