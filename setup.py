@@ -35,8 +35,8 @@ setup(
         'benchmark': ['transformers'],
         # mmdet's analysis tools (tools/analysis_tools/benchmark.py, analyze_logs.py)
         'analysis': ['psutil', 'seaborn', 'matplotlib'],
-        # faster matching on the CPU: one fused pass for DETR's costs (numba)
-        # and PluginHungarianAssigner(solver='lapx')
+        # faster matching on the CPU: one fused pass for DETR's costs and
+        # PluginHungarianAssigner(solver='numba') (numba), solver='lapx' (lapx)
         'fast': ['lapx>=0.11', 'numba'],
     },
     license='Apache-2.0',

@@ -88,8 +88,8 @@ log "installing mmengine $MMENGINE_VERSION, mmdet $MMDET_VERSION and the plugin"
 pip install -q "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" scipy pycocotools matplotlib pytest
 # what mmdet's analysis tools import (benchmark.py: psutil; analyze_logs.py: seaborn)
 pip install -q psutil seaborn
-# the plugin's "fast" extra: the fused CPU matching cost (numba) and the
-# assigner's solver='lapx'; the plugin runs without them
+# the plugin's "fast" extra: the fused CPU matching cost and the assigner's
+# solver='numba' (numba), its solver='lapx' (lapx); the plugin runs without them
 pip install -q "lapx>=0.11" numba
 pip install -q --no-deps --no-build-isolation -e "$repo"
 # the benchmark's optional third column (never a dependency of the plugin);

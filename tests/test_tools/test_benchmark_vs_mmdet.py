@@ -35,9 +35,11 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
     if with_hf:
         assert max(result['agreement_hf'].values()) < 1e-5
     assert '| matching 6 layers, N=900 M=500 B=4' in out
-    # the matching rows say how the plugin matched: lapx and the fused costs
-    # when the fast extra is installed (as scripts/install.sh does)
-    solver = 'lapx' if importlib.util.find_spec('lap') else 'scipy'
+    # the matching rows say how the plugin matched: the plugin's numba solver
+    # and the fused costs when the fast extra is installed (as
+    # scripts/install.sh does)
+    solver = next(name for name, module in (('numba', 'numba'), ('lapx', 'lap'), ('scipy', 'scipy'))
+                  if importlib.util.find_spec(module))
     assert result['args']['solver'] == solver
     fused = 'fused (numba)' if importlib.util.find_spec('numba') else 'eager'
     assert f"plugin's matching rows: solver='{solver}', costs {fused}" in out

@@ -4,7 +4,7 @@ with the same weights.
     python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
         [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
         [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
-        [--solver lapx|scipy]
+        [--solver numba|lapx|scipy]
 
 Both models are built from their R50 configs (the plugin's
 ``configs/detr_r50_8xb2-150e_coco.py`` and mmdet's
@@ -22,10 +22,10 @@ plugin), a third column times its ``DetrForObjectDetection`` built with the
 same weights (``mmdet_detr_plugin.utils.convert_hf``), run the way
 transformers runs it (``--skip hf`` leaves it out).
 
-The matching rows run the plugin's assigner with ``--solver`` (``lapx`` by
-default when the ``lapx`` package is installed, the assigner's
-``solver='lapx'``; else scipy's, the assigner's default); the model rows use
-the configs as they are.
+The matching rows run the plugin's assigner with ``--solver``: by default
+the fastest one installed, the plugin's own ``numba`` solver when numba is
+installed, else ``lapx`` when the ``lapx`` package is, else scipy's (the
+assigner's default); the model rows use the configs as they are.
 """
 import argparse
 import copy
@@ -64,10 +64,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[],
                         choices=['train', 'owned', 'inference', 'matching', 'memory', 'hf'])
-    parser.add_argument('--solver', choices=['lapx', 'scipy'],
-                        default='lapx' if importlib.util.find_spec('lap') else 'scipy',
-                        help="the plugin assigner's solver in the matching rows "
-                             '(default: lapx when installed, else scipy)')
+    parser.add_argument('--solver', choices=['numba', 'lapx', 'scipy'],
+                        default=next(name for name, module in
+                                     (('numba', 'numba'), ('lapx', 'lap'), ('scipy', 'scipy'))
+                                     if importlib.util.find_spec(module)),
+                        help="the plugin assigner's solver in the matching rows (default: "
+                             'numba when installed, else lapx when installed, else scipy)')
     parser.add_argument('--json', help='also write the rows to this file')
     # internal: measure the peak memory of one implementation in a fresh process
     parser.add_argument('--memory-of', choices=['plugin', 'mmdet', 'hf'], help=argparse.SUPPRESS)

@@ -204,49 +204,80 @@ def test_assign_batch_rejects_nan_and_bad_thread_count():
 
 
 # ---------------------------------------------------------------------- #
-# the lapx solver
+# the optional solvers: the plugin's (numba) and lapx's
 # ---------------------------------------------------------------------- #
+FAST_SOLVERS = [('numba', 'numba'), ('lapx', 'lap')]  # solver, module it needs
+
+
+@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
 @pytest.mark.parametrize('shape', [(10, 100), (100, 300), (300, 100), (1, 7), (7, 1), (40, 40),
-                                   (500, 900)])
-def test_lapx_solver_equals_scipy_on_random_costs(shape):
-    pytest.importorskip('lap')
+                                   (500, 900), (900, 500)])
+def test_fast_solver_equals_scipy_on_random_costs(solver, module, shape):
+    pytest.importorskip(module)
     rng = np.random.default_rng(shape[0] * 7 + shape[1])
     for _ in range(3 if shape[0] * shape[1] > 10000 else 20):
         cost = (rng.random(shape) * 5 + rng.normal(size=(shape[0], 1))).astype(np.float32)
-        rows, cols = solve_assignment(cost, solver='lapx')
+        rows, cols = solve_assignment(cost, solver=solver)
         ref_rows, ref_cols = solve_assignment(cost)
         assert np.array_equal(rows, ref_rows) and np.array_equal(cols, ref_cols)
 
 
-def test_lapx_solver_is_optimal_on_ties_and_small_problems():
-    """Where the optimum is tied, lapx may pick another matching: it must be
+@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
+def test_fast_solver_is_optimal_on_ties_and_small_problems(solver, module):
+    """Where the optimum is tied, another matching may be picked: it must be
     one-to-one, of min(R, C) pairs, and of the optimal total cost."""
-    pytest.importorskip('lap')
+    pytest.importorskip(module)
     rng = np.random.default_rng(3)
     costs = [np.zeros((4, 6)), np.ones((3, 3)), rng.integers(0, 3, size=(5, 4)).astype(float),
              rng.integers(0, 2, size=(3, 6)).astype(float), np.array([[1., 1.], [1., 1.]])]
     costs += [rng.normal(size=shape) for shape in [(5, 3), (4, 4), (3, 5), (6, 1), (1, 4)]]
+    costs += [rng.integers(0, 3, size=shape).astype(np.float32)
+              for shape in [(4, 7), (6, 6), (7, 3), (2, 8)] for _ in range(5)]
     for cost in costs:
-        rows, cols = solve_assignment(cost, solver='lapx')
+        rows, cols = solve_assignment(cost, solver=solver)
         assert len(rows) == min(cost.shape) and np.all(np.diff(rows) > 0)
         assert len(set(cols.tolist())) == len(cols)
         assert cost[rows, cols].sum() == pytest.approx(brute_force_min(cost))
-    empty = solve_assignment(np.zeros((0, 5)), solver='lapx')
+    empty = solve_assignment(np.zeros((0, 5)), solver=solver)
     assert empty[0].shape == (0, ) and empty[1].shape == (0, )
 
 
-def test_assign_batch_with_lapx_equals_scipy(monkeypatch):
-    pytest.importorskip('lap')
+def test_numba_solver_inputs_and_large_ties():
+    """float64, transposed, strided and integer costs are solved as their
+    float64 values; in a large all-tied problem every row takes the first free
+    column of its minima, so no augmenting path is needed; non-finite costs
+    are refused."""
+    pytest.importorskip('numba')
+    from mmdet_detr_plugin.models.task_modules.assigners import lap_solver
+    rng = np.random.default_rng(5)
+    cost = rng.normal(size=(30, 50))
+    for variant in (cost, np.asfortranarray(cost), np.repeat(cost, 2, axis=1)[:, ::2],
+                    cost.T):
+        got = lap_solver.solve(variant)
+        ref = solve_assignment(np.ascontiguousarray(variant))
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    ints = rng.integers(0, 10, size=(6, 5))
+    rows, cols = lap_solver.solve(ints)
+    assert ints[rows, cols].sum() == brute_force_min(ints.astype(float))
+    rows, cols = lap_solver.solve(np.zeros((600, 900), np.float32))
+    assert rows.tolist() == list(range(600)) and cols.tolist() == list(range(600))
+    with pytest.raises(ValueError, match='not finite'):
+        lap_solver.solve(np.full((2, 3), np.inf))
+
+
+@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
+def test_assign_batch_with_fast_solver_equals_scipy(monkeypatch, solver, module):
+    pytest.importorskip(module)
     from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
     monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)  # the threaded path too
     args = _random_batch(num_layers=6, queries=30, gts=(9, 0, 40), seed=13)
     ref = PluginHungarianAssigner().assign_batch(*args)
     for threads in (1, 2):
-        got = PluginHungarianAssigner(solver='lapx', num_threads=threads).assign_batch(*args)
+        got = PluginHungarianAssigner(solver=solver, num_threads=threads).assign_batch(*args)
         for (q1, g1), (q2, g2) in zip(got, ref):
             assert torch.equal(q1, q2) and torch.equal(g1, g2)
     # and the per-image contract, from a config
-    assigner = TASK_UTILS.build(dict(type='PluginHungarianAssigner', solver='lapx'))
+    assigner = TASK_UTILS.build(dict(type='PluginHungarianAssigner', solver=solver))
     pred = InstanceData(scores=torch.zeros(3, 3),
                         bboxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.],
                                              [0., 20., 10., 30.]]))
@@ -255,9 +286,13 @@ def test_assign_batch_with_lapx_equals_scipy(monkeypatch):
     assert assigner.assign(pred, gt, dict(img_shape=(40, 40))).gt_inds.tolist() == [2, 1, 0]
 
 
-def test_bad_solver_and_missing_lapx_name_the_key(monkeypatch):
-    with pytest.raises(ValueError, match="solver must be one of \\['lapx', 'scipy'\\], got 'lap'"):
+def test_bad_solver_and_missing_packages_name_the_key(monkeypatch):
+    with pytest.raises(ValueError,
+                       match="solver must be one of \\['lapx', 'numba', 'scipy'\\], got 'lap'"):
         PluginHungarianAssigner(solver='lap')
     monkeypatch.setitem(__import__('sys').modules, 'lap', None)  # as if not installed
     with pytest.raises(ImportError, match="solver='lapx'.*pip install 'lapx>=0.11'"):
         PluginHungarianAssigner(solver='lapx')
+    monkeypatch.setitem(__import__('sys').modules, 'numba', None)
+    with pytest.raises(ImportError, match="solver='numba'.*pip install numba"):
+        PluginHungarianAssigner(solver='numba')

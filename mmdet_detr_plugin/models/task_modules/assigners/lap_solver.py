@@ -1,0 +1,220 @@
+"""An exact solver of the rectangular linear assignment problem, compiled by numba.
+
+``solve(cost)`` takes an [R, C] cost matrix and returns ``(rows, cols)`` as
+``scipy.optimize.linear_sum_assignment`` does: ``min(R, C)`` pairs of least
+total cost, rows ascending. It is ``PluginHungarianAssigner(solver='numba')``.
+
+Algorithm, on the orientation with R <= C (a wider matrix is solved as is, a
+taller one transposed):
+
+1. Greedy start. Each row in turn takes its cheapest column if that column is
+   still free (the first free one among equal minima); its dual is u_i = its
+   row minimum, and every column dual is v_j = 0. Every assigned row then
+   sits on a column of least reduced cost ``c_ij - u_i - v_j = 0``, all
+   reduced costs of assigned rows are >= 0, v <= 0, and free columns have
+   v = 0: the dual conditions of the rectangular problem (Jonker & Volgenant
+   1987; Crouse 2016) hold for the partial matching.
+2. Each row left free is added by a shortest augmenting path: Dijkstra over
+   columns on the reduced costs, from the row to the nearest free column,
+   then the duals of the rows and columns it reached are moved by their
+   distances and the path is flipped. This keeps the conditions above, so
+   the final matching is of least cost (as scipy's solver, which starts from
+   zero duals and has every row take this step).
+
+In DETR's dense scenes the greedy start assigns most rows (about 290 of 500
+boxes against 900 queries), and the rest take short paths. The inner loops
+are written so that LLVM vectorises them: the relaxation of a row's edges is
+branch-free (scanned columns are excluded by adding +inf), and the minimum of
+the distances is taken over eight lanes. All arithmetic is float64 (float32
+costs are widened exactly), in the order scipy's solver uses; no fast-math
+flags, so the comparisons are IEEE's.
+
+Results equal scipy's whenever the least-cost matching is unique; with ties
+another matching of the same cost may be returned, as with any other solver.
+The costs must be finite (``PluginHungarianAssigner`` checks them first).
+"""
+from functools import lru_cache
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+
+def _compile():
+    """The numba kernel, compiled on first use and cached on disk; None when
+    numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    def jit(**kwargs):
+        def wrap(fn):
+            try:
+                return numba.njit(cache=True, **kwargs)(fn)
+            except RuntimeError:  # no writable cache folder: compile in every process
+                return numba.njit(**kwargs)(fn)
+        return wrap
+
+    @jit(inline='always')
+    def argmin(x, n):  # pragma: no cover (compiled)
+        # first index of the minimum of x[:n], and the minimum: eight lanes
+        # (a vector register), then the chunk of eight that holds it;
+        # index -1 when the minimum is not finite (NaN or inf costs)
+        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.inf
+        n8 = n - n % 8
+        for j in range(0, n8, 8):
+            m0 = min(m0, x[j])
+            m1 = min(m1, x[j + 1])
+            m2 = min(m2, x[j + 2])
+            m3 = min(m3, x[j + 3])
+            m4 = min(m4, x[j + 4])
+            m5 = min(m5, x[j + 5])
+            m6 = min(m6, x[j + 6])
+            m7 = min(m7, x[j + 7])
+        m = min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
+        for j in range(n8, n):
+            m = min(m, x[j])
+        j = 0
+        while j < n8:
+            if ((x[j] == m) | (x[j + 1] == m) | (x[j + 2] == m) | (x[j + 3] == m)
+                    | (x[j + 4] == m) | (x[j + 5] == m) | (x[j + 6] == m) | (x[j + 7] == m)):
+                break
+            j += 8
+        while j < n and x[j] != m:
+            j += 1
+        if j == n or not np.isfinite(m):
+            return -1, m
+        return j, m
+
+    @jit(inline='always')
+    def relax(cost_i, u_i, min_val, v, blocked, dist, path, i, n):  # pragma: no cover
+        # dist[j] = min(dist[j], min_val + c_ij - u_i - v_j) over unscanned
+        # columns (blocked[j] = +inf for scanned ones), branch-free
+        for j in range(n):
+            r = min_val + np.float64(cost_i[j]) - u_i - v[j] + blocked[j]
+            d = dist[j]
+            take = r < d
+            dist[j] = r if take else d
+            path[j] = i if take else path[j]
+
+    @jit(nogil=True)
+    def solve_wide(cost):  # pragma: no cover (compiled)
+        # cost [R, C], R <= C, C-contiguous float32 or float64 -> col4row [R]
+        num_rows, num_cols = cost.shape
+        col4row = np.full(num_rows, -1, np.int64)
+        row4col = np.full(num_cols, -1, np.int64)
+        u = np.empty(num_rows)
+        v = np.zeros(num_cols)
+        dist = np.empty(num_cols)
+        final = np.empty(num_cols)  # distance of a column when it was scanned
+        blocked = np.empty(num_cols)
+        path = np.empty(num_cols, np.int64)
+        rows_seen = np.empty(num_rows, np.int64)
+        cols_seen = np.empty(num_cols, np.int64)
+        free = np.empty(num_rows, np.int64)
+        # 1. greedy start
+        num_free = 0
+        for i in range(num_rows):
+            cost_i = cost[i]
+            for j in range(num_cols):
+                dist[j] = np.float64(cost_i[j])
+            j, m = argmin(dist, num_cols)
+            if j < 0:
+                raise ValueError('assignment costs are not finite')
+            while j < num_cols and (dist[j] != m or row4col[j] != -1):
+                j += 1
+            u[i] = m
+            if j < num_cols:
+                row4col[j] = i
+                col4row[i] = j
+            else:
+                free[num_free] = i
+                num_free += 1
+        # 2. shortest augmenting path from each free row
+        for f in range(num_free):
+            cur = free[f]
+            for j in range(num_cols):
+                dist[j] = np.inf
+                blocked[j] = 0.0
+            num_rows_seen = num_cols_seen = 0
+            min_val = 0.0
+            u[cur] = 0.0
+            i = cur
+            sink = -1
+            while sink == -1:
+                rows_seen[num_rows_seen] = i
+                num_rows_seen += 1
+                relax(cost[i], u[i], min_val, v, blocked, dist, path, i, num_cols)
+                j, min_val = argmin(dist, num_cols)
+                if j < 0:
+                    raise ValueError('assignment costs are not finite')
+                final[j] = min_val
+                dist[j] = np.inf
+                blocked[j] = np.inf
+                cols_seen[num_cols_seen] = j
+                num_cols_seen += 1
+                if row4col[j] == -1:
+                    sink = j
+                else:
+                    i = row4col[j]
+            # duals of the rows and columns reached
+            u[cur] += min_val
+            for k in range(1, num_rows_seen):
+                i = rows_seen[k]
+                u[i] += min_val - final[col4row[i]]
+            for k in range(num_cols_seen):
+                j = cols_seen[k]
+                v[j] -= min_val - final[j]
+            # flip the path
+            j = sink
+            while True:
+                i = path[j]
+                row4col[j] = i
+                j_prev = col4row[i]
+                col4row[i] = j
+                if i == cur:
+                    break
+                j = j_prev
+        return col4row
+
+    return solve_wide
+
+
+@lru_cache(maxsize=None)
+def kernel() -> Optional[Callable[[np.ndarray], np.ndarray]]:
+    """The compiled ``[R, C] (R <= C) -> col4row`` kernel, or None without numba."""
+    return _compile()
+
+
+def available() -> bool:
+    """Whether numba is installed (without compiling the kernel)."""
+    import importlib.util
+    return importlib.util.find_spec('numba') is not None
+
+
+def solve(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Least-cost one-to-one matching of an [R, C] cost matrix.
+
+    Returns ``(rows, cols)``, int64, each of length ``min(R, C)``, rows
+    ascending, as ``scipy.optimize.linear_sum_assignment``. float32 costs
+    are read as they are (widened to float64 in the kernel), other dtypes
+    are converted to float64. The costs must be finite.
+    """
+    solve_wide = kernel()
+    if solve_wide is None:
+        raise ImportError("PluginHungarianAssigner(solver='numba') needs numba: "
+                          "pip install numba (or mmdet-detr-plugin[fast]), or set the "
+                          "assigner's solver='scipy'")
+    cost = np.asarray(cost)
+    if cost.dtype != np.float32:
+        cost = cost.astype(np.float64, copy=False)
+    num_rows, num_cols = cost.shape
+    if num_rows == 0 or num_cols == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    if num_rows <= num_cols:
+        return np.arange(num_rows), solve_wide(np.ascontiguousarray(cost))
+    # more rows than columns: match each column to a row, then sort by row
+    row4col = solve_wide(np.ascontiguousarray(cost.T))
+    order = np.argsort(row4col)
+    return row4col[order], order
