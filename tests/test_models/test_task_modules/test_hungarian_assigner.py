@@ -173,6 +173,7 @@ def test_assign_batch_same_matches_for_any_thread_count(monkeypatch):
 
 def test_cost_buffer_is_reused_and_results_do_not_alias_it():
     from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
+    hungarian_assigner._HOST_COSTS.__dict__.clear()  # as in a new thread
     assigner = PluginHungarianAssigner()
     small = _random_batch(num_layers=2, queries=9, gts=(3, 1, 2), seed=3)
     large = _random_batch(num_layers=6, queries=40, gts=(30, 5, 12), seed=4)

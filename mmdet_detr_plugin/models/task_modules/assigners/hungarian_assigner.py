@@ -72,11 +72,14 @@ FUSED_MIN_ELEMENTS = 1 << 16
 PARALLEL_MIN_ELEMENTS = 1 << 17
 
 
+NONFINITE_COSTS = ('matching costs contain NaN or inf: the predictions of this step are '
+                   'not finite (the model has diverged; lower the learning rate or check '
+                   'the input data)')
+
+
 def _check_finite(cost: np.ndarray) -> None:
     if not np.isfinite(cost).all():
-        raise ValueError('matching costs contain NaN or inf: the predictions of this step '
-                         'are not finite (the model has diverged; lower the learning rate '
-                         'or check the input data)')
+        raise ValueError(NONFINITE_COSTS)
 
 
 def _lapx_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
@@ -388,22 +391,32 @@ class PluginHungarianAssigner(BaseAssigner):
         if buffer is not host:
             host.copy_(buffer)
         host = host.numpy()
-        _check_finite(host)
-        # 3. solve each (image, layer) on the host
-        problems, offset = [], 0
-        for num_gts in shapes:
-            if not num_gts:  # no boxes, or no queries
-                continue
-            block = host[offset:offset + num_layers * num_queries * num_gts]
-            problems.extend(block.reshape(num_layers, num_gts, num_queries))
-            offset += block.size
-        solved = solve_many(problems, self.num_threads or torch.get_num_threads(), self.solver)
-        rows_all = [queries for _, queries in solved]
-        cols_all = [gts for gts, _ in solved]
-        # 4. one host -> device copy of all indices
+        # 3. solve each (image, layer) on the host; 4. one host -> device copy
+        # of all indices
+        threads = self.num_threads or torch.get_num_threads()
+        if self.solver == 'numba':
+            # all problems in one compiled call, which also checks the costs
+            try:
+                rows, cols = lap_solver.solve_blocks(
+                    host, [(num_gts, num_queries) for num_gts in shapes if num_gts
+                           for _ in range(num_layers)], threads)
+            except ValueError as err:
+                raise ValueError(NONFINITE_COSTS) from err
+            flat = torch.from_numpy(np.concatenate([cols, rows]))  # queries, then gts
+        else:
+            _check_finite(host)
+            problems, offset = [], 0
+            for num_gts in shapes:
+                if not num_gts:  # no boxes, or no queries
+                    continue
+                block = host[offset:offset + num_layers * num_queries * num_gts]
+                problems.extend(block.reshape(num_layers, num_gts, num_queries))
+                offset += block.size
+            solved = solve_many(problems, threads, self.solver)
+            flat = torch.from_numpy(np.concatenate([queries for _, queries in solved] +
+                                                   [gts for gts, _ in solved]).astype(np.int64)) \
+                if solved else torch.empty(0, dtype=torch.long)
         device = logits.device
-        flat = torch.from_numpy(np.concatenate(rows_all + cols_all).astype(np.int64)) \
-            if rows_all else torch.empty(0, dtype=torch.long)
         flat = flat.to(device, non_blocking=True)
         half = flat.numel() // 2
         flat_rows, flat_cols = flat[:half], flat[half:]

@@ -34,7 +34,7 @@ another matching of the same cost may be returned, as with any other solver.
 The costs must be finite (``PluginHungarianAssigner`` checks them first).
 """
 from functools import lru_cache
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,10 +98,11 @@ def _compile():
             path[j] = i if take else path[j]
 
     @jit(nogil=True)
-    def solve_wide(cost):  # pragma: no cover (compiled)
-        # cost [R, C], R <= C, C-contiguous float32 or float64 -> col4row [R]
+    def solve_wide(cost, col4row):  # pragma: no cover (compiled)
+        # cost [R, C], R <= C, C-contiguous float32 or float64; writes
+        # col4row [R]; returns 0, or 1 when a cost is not finite
         num_rows, num_cols = cost.shape
-        col4row = np.full(num_rows, -1, np.int64)
+        col4row[:] = -1
         row4col = np.full(num_cols, -1, np.int64)
         u = np.empty(num_rows)
         v = np.zeros(num_cols)
@@ -112,15 +113,19 @@ def _compile():
         rows_seen = np.empty(num_rows, np.int64)
         cols_seen = np.empty(num_cols, np.int64)
         free = np.empty(num_rows, np.int64)
-        # 1. greedy start
+        # 1. greedy start; every cost is read here once, and x * 0 is 0 for
+        # every finite x and NaN for NaN and inf: the finiteness check
         num_free = 0
         for i in range(num_rows):
             cost_i = cost[i]
+            nonfinite = 0.0
             for j in range(num_cols):
-                dist[j] = np.float64(cost_i[j])
+                x = np.float64(cost_i[j])
+                dist[j] = x
+                nonfinite += x * 0.0
+            if nonfinite != 0.0:
+                return 1
             j, m = argmin(dist, num_cols)
-            if j < 0:
-                raise ValueError('assignment costs are not finite')
             while j < num_cols and (dist[j] != m or row4col[j] != -1):
                 j += 1
             u[i] = m
@@ -147,7 +152,7 @@ def _compile():
                 relax(cost[i], u[i], min_val, v, blocked, dist, path, i, num_cols)
                 j, min_val = argmin(dist, num_cols)
                 if j < 0:
-                    raise ValueError('assignment costs are not finite')
+                    return 1
                 final[j] = min_val
                 dist[j] = np.inf
                 blocked[j] = np.inf
@@ -175,21 +180,65 @@ def _compile():
                 if i == cur:
                     break
                 j = j_prev
-        return col4row
+        return 0
 
-    return solve_wide
+    @jit(nogil=True)
+    def solve_into(cost, out_rows, out_cols):  # pragma: no cover (compiled)
+        # cost [R, C] C-contiguous, any R, C >= 1; writes min(R, C) pairs,
+        # rows ascending, into out_rows/out_cols; returns solve_wide's status
+        num_rows, num_cols = cost.shape
+        if num_rows <= num_cols:
+            status = solve_wide(cost, out_cols)
+            for i in range(num_rows):
+                out_rows[i] = i
+            return status
+        row4col = np.empty(num_cols, np.int64)
+        status = solve_wide(np.ascontiguousarray(cost.T), row4col)
+        order = np.argsort(row4col)
+        for k in range(num_cols):
+            out_rows[k] = row4col[order[k]]
+            out_cols[k] = order[k]
+        return status
+
+    @jit(nogil=True, parallel=True)
+    def solve_blocks(flat, starts, shapes, out_starts, out_rows, out_cols, status):
+        # problem p: flat[starts[p]:] viewed as shapes[p] = (R, C), its pairs
+        # at out_*[out_starts[p]:], its status in status[p]
+        for p in numba.prange(len(starts)):  # pragma: no cover (compiled)
+            num_rows, num_cols = shapes[p, 0], shapes[p, 1]
+            if num_rows == 0 or num_cols == 0:
+                status[p] = 0
+                continue
+            block = flat[starts[p]:starts[p] + num_rows * num_cols].reshape(num_rows, num_cols)
+            k = min(num_rows, num_cols)
+            at = out_starts[p]
+            status[p] = solve_into(block, out_rows[at:at + k], out_cols[at:at + k])
+
+    return solve_into, solve_blocks
 
 
 @lru_cache(maxsize=None)
-def kernel() -> Optional[Callable[[np.ndarray], np.ndarray]]:
-    """The compiled ``[R, C] (R <= C) -> col4row`` kernel, or None without numba."""
+def kernels() -> Optional[Tuple[Callable, Callable]]:
+    """The compiled ``(solve_into, solve_blocks)``, or None without numba."""
     return _compile()
 
 
 def available() -> bool:
-    """Whether numba is installed (without compiling the kernel)."""
+    """Whether numba is installed (without compiling the kernels)."""
     import importlib.util
     return importlib.util.find_spec('numba') is not None
+
+
+NONFINITE = 'assignment costs are not finite (NaN or inf)'
+
+
+def _kernels() -> Tuple[Callable, Callable]:
+    compiled = kernels()
+    if compiled is None:
+        raise ImportError("PluginHungarianAssigner(solver='numba') needs numba: "
+                          "pip install numba (or mmdet-detr-plugin[fast]), or set the "
+                          "assigner's solver='scipy'")
+    return compiled
 
 
 def solve(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -198,23 +247,52 @@ def solve(cost: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     Returns ``(rows, cols)``, int64, each of length ``min(R, C)``, rows
     ascending, as ``scipy.optimize.linear_sum_assignment``. float32 costs
     are read as they are (widened to float64 in the kernel), other dtypes
-    are converted to float64. The costs must be finite.
+    are converted to float64. Raises ``ValueError`` when a cost is NaN or
+    inf.
     """
-    solve_wide = kernel()
-    if solve_wide is None:
-        raise ImportError("PluginHungarianAssigner(solver='numba') needs numba: "
-                          "pip install numba (or mmdet-detr-plugin[fast]), or set the "
-                          "assigner's solver='scipy'")
+    solve_into, _ = _kernels()
     cost = np.asarray(cost)
     if cost.dtype != np.float32:
         cost = cost.astype(np.float64, copy=False)
-    num_rows, num_cols = cost.shape
-    if num_rows == 0 or num_cols == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    if num_rows <= num_cols:
-        return np.arange(num_rows), solve_wide(np.ascontiguousarray(cost))
-    # more rows than columns: match each column to a row, then sort by row
-    row4col = solve_wide(np.ascontiguousarray(cost.T))
-    order = np.argsort(row4col)
-    return row4col[order], order
+    k = min(cost.shape)
+    rows, cols = np.empty(k, np.int64), np.empty(k, np.int64)
+    if k and solve_into(np.ascontiguousarray(cost), rows, cols):
+        raise ValueError(NONFINITE)
+    return rows, cols
+
+
+def solve_blocks(flat: np.ndarray, shapes: Sequence[Tuple[int, int]],
+                 num_threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    """Solve the problems stored one after another in ``flat``, in parallel.
+
+    Args:
+        flat (np.ndarray): 1-D float32 or float64 costs; problem p is the next
+            ``R_p * C_p`` elements, an [R_p, C_p] matrix in C order.
+        shapes (sequence of (R_p, C_p)): the problems' shapes.
+        num_threads (int): threads to solve on (numba's pool; each problem
+            is solved on one thread, as ``solve`` would: the results do not
+            depend on it).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``rows`` and ``cols``, int64, the
+        ``min(R_p, C_p)`` pairs of each problem in turn, as ``solve`` gives
+        them. Raises ``ValueError`` when a cost is NaN or inf.
+    """
+    import numba
+    _, blocks = _kernels()
+    shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    sizes = shapes[:, 0] * shapes[:, 1]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    pairs = shapes.min(1)
+    out_starts = np.concatenate([[0], np.cumsum(pairs)[:-1]]).astype(np.int64)
+    rows, cols = np.empty(pairs.sum(), np.int64), np.empty(pairs.sum(), np.int64)
+    status = np.zeros(len(shapes), np.int64)
+    if len(shapes):
+        threads = max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS, len(shapes)))
+        numba.set_num_threads(threads)
+        # one problem at a time per thread: their times differ widely
+        with numba.parallel_chunksize(1):
+            blocks(flat, starts, shapes, out_starts, rows, cols, status)
+    if status.any():
+        raise ValueError(NONFINITE)
+    return rows, cols
