@@ -2,7 +2,10 @@
 
 ``solve(cost)`` takes an [R, C] cost matrix and returns ``(rows, cols)`` as
 ``scipy.optimize.linear_sum_assignment`` does: ``min(R, C)`` pairs of least
-total cost, rows ascending. It is ``PluginHungarianAssigner(solver='numba')``.
+total cost, rows ascending. ``solve_blocks(flat, shapes, num_threads)``
+solves many problems stored one after another in one buffer, in one compiled
+call on numba's threads (no Python between problems). They are
+``PluginHungarianAssigner(solver='numba')``.
 
 Algorithm, on the orientation with R <= C (a wider matrix is solved as is, a
 taller one transposed):
