@@ -26,7 +26,7 @@ taller one transposed):
 
 In DETR's dense scenes the greedy start assigns most rows (about 290 of 500
 boxes against 900 queries), and the rest take short paths. The inner loops
-are written so that LLVM vectorises them: the relaxation of a row's edges is
+are written so that LLVM can vectorise them: the relaxation of a row's edges is
 branch-free (scanned columns are excluded by adding +inf), and the minimum of
 the distances is taken over eight lanes. All arithmetic is float64 (float32
 costs are widened exactly), in the order scipy's solver uses; no fast-math
@@ -34,7 +34,8 @@ flags, so the comparisons are IEEE's.
 
 Results equal scipy's whenever the least-cost matching is unique; with ties
 another matching of the same cost may be returned, as with any other solver.
-The costs must be finite (``PluginHungarianAssigner`` checks them first).
+Costs that are NaN or inf raise ``ValueError`` (checked as the greedy start
+reads them, at no extra pass).
 """
 from functools import lru_cache
 from typing import Callable, Optional, Sequence, Tuple
