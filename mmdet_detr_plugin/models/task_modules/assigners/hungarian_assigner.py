@@ -97,11 +97,8 @@ def _lapx_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
 
 
 def _numba_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
-    if not lap_solver.available():
-        raise ImportError(
-            "PluginHungarianAssigner(solver='numba') needs the numba package: "
-            "pip install numba (or mmdet-detr-plugin[fast]), or set the assigner's "
-            "solver='scipy'")
+    if not lap_solver.available():  # checked without compiling the solver
+        raise ImportError(lap_solver.MISSING_NUMBA)
     return lap_solver.solve
 
 

@@ -234,14 +234,15 @@ def available() -> bool:
 
 
 NONFINITE = 'assignment costs are not finite (NaN or inf)'
+MISSING_NUMBA = ("PluginHungarianAssigner(solver='numba') needs the numba package: "
+                 "pip install numba (or mmdet-detr-plugin[fast]), or set the assigner's "
+                 "solver='scipy'")
 
 
 def _kernels() -> Tuple[Callable, Callable]:
     compiled = kernels()
     if compiled is None:
-        raise ImportError("PluginHungarianAssigner(solver='numba') needs numba: "
-                          "pip install numba (or mmdet-detr-plugin[fast]), or set the "
-                          "assigner's solver='scipy'")
+        raise ImportError(MISSING_NUMBA)
     return compiled
 
 
