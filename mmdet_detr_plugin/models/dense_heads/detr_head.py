@@ -15,6 +15,7 @@ from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from ...structures.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from ..layers.linear import Linear
 
 
 @MODELS.register_module()
@@ -70,10 +71,10 @@ class PluginDETRHead(BaseModule):
         criterion.setdefault('num_classes', num_classes)
         self.criterion = MODELS.build(criterion)
 
-        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
+        self.fc_cls = Linear(embed_dims, num_classes + 1)
         self.bbox_mlp = nn.ModuleList(
-            [nn.Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
-            [nn.Linear(embed_dims, 4)])
+            [Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
+            [Linear(embed_dims, 4)])
         self.use_sigmoid_cls = getattr(self.criterion, 'cls_loss', 'ce') == 'focal'
 
     def init_weights(self) -> None:

@@ -14,6 +14,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..backbones.folded_bn import FoldedConv2d, fold_frozen_batchnorm
+from ..layers.linear import Linear
 from .checkpoint_guard import register_checkpoint_guard
 
 
@@ -140,8 +141,8 @@ class PluginDETR(DetectionTransformer):
             # reference points in logit space; positional MLP of their encoding
             self.anchor_embedding = nn.Embedding(self.num_queries * self.num_query_groups, 2)
             self.anchor_pos_mlp = nn.Sequential(
-                nn.Linear(self.embed_dims, self.embed_dims), nn.ReLU(inplace=True),
-                nn.Linear(self.embed_dims, self.embed_dims))
+                Linear(self.embed_dims, self.embed_dims), nn.ReLU(inplace=True),
+                Linear(self.embed_dims, self.embed_dims))
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
         """Backbone and neck; [B, 3, H, W] -> neck outputs. The images go in

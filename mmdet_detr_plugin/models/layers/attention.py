@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import keep_mask
+from .linear import Linear, linear
 
 
 class DetrAttention(nn.Module):
@@ -52,7 +53,7 @@ class DetrAttention(nn.Module):
         self.last_weights: Optional[Tensor] = None
         self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dims, embed_dims))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dims))
-        self.out_proj = nn.Linear(embed_dims, embed_dims)
+        self.out_proj = Linear(embed_dims, embed_dims)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,11 +95,11 @@ class DetrAttention(nn.Module):
         d = self.embed_dims
         w, b = self.in_proj_weight, self.in_proj_bias
         if query is key:
-            q, k = F.linear(query, w[:2 * d], b[:2 * d]).chunk(2, dim=-1)
+            q, k = linear(query, w[:2 * d], b[:2 * d]).chunk(2, dim=-1)
         else:
-            q = F.linear(query, w[:d], b[:d])
-            k = F.linear(key, w[d:2 * d], b[d:2 * d])
-        v = F.linear(value, w[2 * d:], b[2 * d:])
+            q = linear(query, w[:d], b[:d])
+            k = linear(key, w[d:2 * d], b[d:2 * d])
+        v = linear(value, w[2 * d:], b[2 * d:])
         if lengths is not None:
             # each image alone: [L_i, d] -> [1, heads, L_i, d / heads] and back
             out = torch.cat([

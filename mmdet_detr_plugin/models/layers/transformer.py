@@ -19,6 +19,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import OptMultiConfig
 from .attention import DetrAttention
 from .dropout import dropout, keep_mask, masked_relu_
+from .linear import Linear, linear
 
 
 def _with_pos(x: Tensor, pos: Optional[Tensor]) -> Tensor:
@@ -30,8 +31,8 @@ class _FFN(nn.Module):
 
     def __init__(self, embed_dims: int, feedforward_channels: int, dropout: float) -> None:
         super().__init__()
-        self.linear1 = nn.Linear(embed_dims, feedforward_channels)
-        self.linear2 = nn.Linear(feedforward_channels, embed_dims)
+        self.linear1 = Linear(embed_dims, feedforward_channels)
+        self.linear2 = Linear(feedforward_channels, embed_dims)
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
@@ -47,7 +48,7 @@ class _FFN(nn.Module):
             # the same pass that adds the bias
             keep = keep_mask(hidden.shape, self.dropout, dtype=hidden.dtype)
             hidden = masked_relu_(hidden, keep)
-            out = torch.add(self.linear2.bias, F.linear(hidden, self.linear2.weight),
+            out = torch.add(self.linear2.bias, linear(hidden, self.linear2.weight),
                             alpha=1. / (1. - self.dropout))
             return out.view(*shape[:-1], -1)
         if self.training and self.dropout > 0:

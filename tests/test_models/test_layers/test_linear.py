@@ -1,0 +1,126 @@
+"""linear(): F.linear's values and gradients, through oneDNN where it applies."""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmdet_detr_plugin.models.layers import linear as linear_mod
+from mmdet_detr_plugin.models.layers.linear import Linear, cpu_gemm, linear, set_cpu_gemm
+
+needs_onednn = pytest.mark.skipif(linear_mod._ONEDNN_LINEAR is None,
+                                  reason='this PyTorch build has no oneDNN linear op')
+
+
+@pytest.fixture
+def onednn():
+    set_cpu_gemm('onednn')
+    yield
+    set_cpu_gemm(os.environ.get('DETR_PLUGIN_CPU_GEMM', 'onednn'))
+
+
+def _float64_reference(x, weight, bias, grad):
+    """Output and gradients (x, weight, bias) of F.linear in float64."""
+    leaves = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    out = F.linear(*leaves)
+    out.backward(grad.double())
+    return out.detach(), [t.grad for t in leaves]
+
+
+@needs_onednn
+@pytest.mark.parametrize('in_dims,out_dims', [(64, 512), (512, 64), (96, 96), (7, 3)])
+@pytest.mark.parametrize('batch_shape', [(40, ), (2, 30)])
+def test_values_and_gradients_match_float64(onednn, in_dims, out_dims, batch_shape):
+    # out > in and out <= in take different forms of the weight gradient
+    torch.manual_seed(0)
+    x = torch.randn(*batch_shape, in_dims, requires_grad=True)
+    weight = (torch.randn(out_dims, in_dims) / in_dims**0.5).requires_grad_()
+    bias = torch.randn(out_dims, requires_grad=True)
+    grad = torch.randn(*batch_shape, out_dims)
+    out = linear(x, weight, bias)
+    assert out.grad_fn.name() == '_OneDnnLinearBackward'
+    out.backward(grad)
+    ref_out, ref_grads = _float64_reference(x, weight, bias, grad)
+    # float32 rounding of sums of up to 512 (forward) or 60 (weight) terms of size ~1
+    torch.testing.assert_close(out.double(), ref_out, rtol=0, atol=2e-5)
+    for got, ref in zip((x.grad, weight.grad, bias.grad), ref_grads):
+        assert got.shape == ref.shape and got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), ref, rtol=0, atol=5e-5)
+
+
+@needs_onednn
+def test_strided_inputs_sliced_weight_and_no_bias(onednn):
+    # attention projects with row slices of in_proj_weight; the FFN's second
+    # product has no bias; inputs may be transposed views
+    torch.manual_seed(1)
+    full = torch.randn(96, 32, requires_grad=True)
+    x = torch.randn(32, 50).t().requires_grad_()  # [50, 32], column-major
+    grad = torch.randn(50, 64)
+    out = linear(x, full[:64])
+    out.backward(grad)
+    x64, w64 = x.detach().double(), full.detach().double()[:64]
+    torch.testing.assert_close(out.double(), x64 @ w64.t(), rtol=0, atol=2e-5)
+    torch.testing.assert_close(x.grad.double(), grad.double() @ w64, rtol=0, atol=2e-5)
+    torch.testing.assert_close(full.grad[:64].double(), grad.double().t() @ x64,
+                               rtol=0, atol=5e-5)
+    assert full.grad[64:].abs().max() == 0
+
+
+@needs_onednn
+def test_only_the_gradients_asked_for(onednn):
+    x = torch.randn(5, 8)
+    weight = torch.randn(4, 8, requires_grad=True)
+    bias = torch.randn(4)  # no grad
+    linear(x, weight, bias).sum().backward()
+    torch.testing.assert_close(weight.grad, x.sum(0).expand(4, 8), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # no autograd node at all
+        assert linear(x, weight, bias).grad_fn is None
+
+
+@pytest.mark.parametrize('case', ['float64', 'autocast', 'tracing', 'aten', 'mkldnn off'])
+def test_falls_back_to_f_linear(onednn, case):
+    torch.manual_seed(2)
+    x, weight, bias = torch.randn(6, 16), torch.randn(8, 16), torch.randn(8)
+    if case == 'float64':
+        x, weight, bias = x.double(), weight.double(), bias.double()
+    expected = F.linear(x, weight, bias)
+    if case == 'autocast':
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = linear(x, weight, bias)
+        assert out.dtype == torch.bfloat16
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            expected = F.linear(x, weight, bias)
+    elif case == 'tracing':
+        traced = torch.jit.trace(lambda t: linear(t, weight, bias), (x, ))
+        assert 'aten::linear' in str(traced.graph) and 'mkldnn' not in str(traced.graph)
+        out = traced(x)
+    elif case == 'aten':
+        set_cpu_gemm('aten')
+        assert cpu_gemm() == 'aten'
+        out = linear(x, weight, bias)
+    elif case == 'mkldnn off':
+        with torch.backends.mkldnn.flags(enabled=False):
+            out = linear(x, weight, bias)
+    else:
+        out = linear(x, weight, bias)
+    assert torch.equal(out, expected)  # the very same op: bit for bit
+
+
+def test_linear_module_is_nn_linear():
+    torch.manual_seed(3)
+    layer, plain = Linear(16, 8), nn.Linear(16, 8)
+    assert isinstance(layer, nn.Linear)
+    assert layer.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(layer(x), plain(x), rtol=1e-6, atol=1e-6)
+
+
+def test_bad_backend_is_refused():
+    with pytest.raises(ValueError, match='onednn'):
+        set_cpu_gemm('mkl')
+    assert linear_mod.backend_from_env({}) == 'onednn'
+    assert linear_mod.backend_from_env({'DETR_PLUGIN_CPU_GEMM': 'aten'}) == 'aten'
+    with pytest.raises(ValueError, match="DETR_PLUGIN_CPU_GEMM .*'fast'"):
+        linear_mod.backend_from_env({'DETR_PLUGIN_CPU_GEMM': 'fast'})
