@@ -43,3 +43,9 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
     assert result['args']['solver'] == solver
     fused = 'fused (numba)' if importlib.util.find_spec('numba') else 'eager'
     assert f"plugin's matching rows: solver='{solver}', costs {fused}" in out
+    # and how its linear layers multiplied (oneDNN where this PyTorch has it)
+    from mmdet_detr_plugin.models.layers import linear
+    expected = 'onednn' if linear._ONEDNN_LINEAR is not None else 'aten'
+    assert result['cpu_gemm'] == expected
+    assert "plugin's float32 linear layers: " + (
+        'oneDNN' if expected == 'onednn' else 'F.linear, as the others') in out

@@ -4,7 +4,7 @@ with the same weights.
     python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
         [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
         [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
-        [--solver numba|lapx|scipy]
+        [--solver numba|lapx|scipy] [--cpu-gemm onednn|aten]
 
 Both models are built from their R50 configs (the plugin's
 ``configs/detr_r50_8xb2-150e_coco.py`` and mmdet's
@@ -26,6 +26,11 @@ The matching rows run the plugin's assigner with ``--solver``: by default
 the fastest one installed, the plugin's own ``numba`` solver when numba is
 installed, else ``lapx`` when the ``lapx`` package is, else scipy's (the
 assigner's default); the model rows use the configs as they are.
+
+On CPU the plugin's linear layers multiply float32 matrices on oneDNN
+(``mmdet_detr_plugin.models.layers.linear``); ``--cpu-gemm aten`` gives
+them ``F.linear``, the MKL path that mmdet's and transformers' DETR take,
+to see what the rest of the plugin's changes are worth alone.
 """
 import argparse
 import copy
@@ -70,6 +75,10 @@ def parse_args() -> argparse.Namespace:
                                      if importlib.util.find_spec(module)),
                         help="the plugin assigner's solver in the matching rows (default: "
                              'numba when installed, else lapx when installed, else scipy)')
+    parser.add_argument('--cpu-gemm', choices=['onednn', 'aten'],
+                        default=os.environ.get('DETR_PLUGIN_CPU_GEMM', 'onednn'),
+                        help="the plugin's float32 CPU linear layers: on oneDNN (default) or "
+                             'F.linear (aten)')
     parser.add_argument('--json', help='also write the rows to this file')
     # internal: measure the peak memory of one implementation in a fresh process
     parser.add_argument('--memory-of', choices=['plugin', 'mmdet', 'hf'], help=argparse.SUPPRESS)
@@ -335,7 +344,8 @@ def peak_memory_of(impl: str, args) -> float:
     """Run one train step of one implementation in a child process; MiB."""
     cmd = [sys.executable, __file__, '--memory-of', impl, '--device', args.device,
            '--batch-size', str(args.batch_size), '--img-size', str(args.img_size),
-           '--depth', str(args.depth), '--dtype', args.dtype, '--num-gts', str(args.num_gts)]
+           '--depth', str(args.depth), '--dtype', args.dtype, '--num-gts', str(args.num_gts),
+           '--cpu-gemm', args.cpu_gemm]
     if args.threads:
         cmd += ['--threads', str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -399,6 +409,8 @@ def main() -> None:
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # _hf_detr_rows
     if args.threads:
         torch.set_num_threads(args.threads)
+    from mmdet_detr_plugin.models.layers.linear import cpu_gemm, set_cpu_gemm
+    set_cpu_gemm(args.cpu_gemm)
     if args.memory_of:
         memory_child(args)
         return
@@ -486,13 +498,16 @@ def main() -> None:
               f'relative diff {agree_hf["loss"]:.1e}')
     else:
         print(f'transformers column {hf_why_not}')
+    if not device.startswith('cuda'):
+        print(f"plugin's float32 linear layers: "
+              f"{'oneDNN' if cpu_gemm() == 'onednn' else 'F.linear, as the others'}")
     print(f"plugin's matching rows: solver='{args.solver}', {matching_costs_path(device)}")
     print('identical assignments in every matching row'
           f'{" (all three)" if hf is not None else ""}: '
           f'{all(same_assignments) if same_assignments else "not run"}')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), rows=table, agreement=agree,
+            json.dump(dict(args=vars(args), cpu_gemm=cpu_gemm(), rows=table, agreement=agree,
                            agreement_hf=agree_hf if hf is not None else None,
                            same_assignments=same_assignments), f, indent=1)
 
