@@ -14,7 +14,9 @@ needs_onednn = pytest.mark.skipif(linear_mod._ONEDNN_LINEAR is None,
 
 
 @pytest.fixture
-def onednn():
+def onednn(monkeypatch):
+    # small products, on the oneDNN path as the model's large ones
+    monkeypatch.setattr(linear_mod, 'MIN_MACS', 0)
     set_cpu_gemm('onednn')
     yield
     set_cpu_gemm(os.environ.get('DETR_PLUGIN_CPU_GEMM', 'onednn'))
@@ -105,6 +107,18 @@ def test_falls_back_to_f_linear(onednn, case):
     else:
         out = linear(x, weight, bias)
     assert torch.equal(out, expected)  # the very same op: bit for bit
+
+
+@needs_onednn
+def test_small_products_take_f_linear():
+    # below MIN_MACS multiply-adds the call's fixed cost outweighs oneDNN's gain
+    set_cpu_gemm('onednn')
+    weight = torch.randn(64, 64, requires_grad=True)
+    rows = linear_mod.MIN_MACS // (64 * 64)
+    small = linear(torch.randn(rows - 1, 64), weight)
+    large = linear(torch.randn(rows, 64), weight)
+    assert small.grad_fn.name() != '_OneDnnLinearBackward'
+    assert large.grad_fn.name() == '_OneDnnLinearBackward'
 
 
 def test_linear_module_is_nn_linear():
