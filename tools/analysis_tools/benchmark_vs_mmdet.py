@@ -30,7 +30,9 @@ assigner's default); the model rows use the configs as they are.
 On CPU the plugin's linear layers multiply float32 matrices on oneDNN
 (``mmdet_detr_plugin.models.layers.linear``); ``--cpu-gemm aten`` gives
 them ``F.linear``, the MKL path that mmdet's and transformers' DETR take,
-to see what the rest of the plugin's changes are worth alone.
+to see what the rest of the plugin's changes are worth alone. Its dropout
+masks are drawn by a compiled kernel when numba is installed
+(``mmdet_detr_plugin.models.layers.dropout``).
 """
 import argparse
 import copy
@@ -499,8 +501,10 @@ def main() -> None:
     else:
         print(f'transformers column {hf_why_not}')
     if not device.startswith('cuda'):
-        print(f"plugin's float32 linear layers: "
-              f"{'oneDNN' if cpu_gemm() == 'onednn' else 'F.linear, as the others'}")
+        from mmdet_detr_plugin.models.layers.dropout import generator
+        print(f"plugin's CPU kernels: float32 linear layers on "
+              f"{'oneDNN' if cpu_gemm() == 'onednn' else 'F.linear, as the others'}, "
+              f'dropout masks drawn by {generator()}')
     print(f"plugin's matching rows: solver='{args.solver}', {matching_costs_path(device)}")
     print('identical assignments in every matching row'
           f'{" (all three)" if hf is not None else ""}: '

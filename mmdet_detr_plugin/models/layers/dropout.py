@@ -1,15 +1,27 @@
 """Dropout with a faster mask on CPU.
 
 PyTorch's CPU dropout draws its mask with ``bernoulli_`` from the Mersenne
-Twister generator, one draw at a time: about 6-8 ns per element, which is a
-fifth of DETR's transformer training step on CPU (20 M mask elements per step
-at batch 2, 512 x 512). Here the random bits come from numpy's SFC64
-generator (``random_raw``), seeded by one draw from torch's default CPU
-generator, so ``torch.manual_seed`` still makes runs repeatable. Each element
-takes 16 bits (a quarter of a 64-bit word): an integer in [0, 65536),
-converted to float32, and ``>= round(65536 p)`` turns that into the mask in
-place; about 0.6 ns per element, against 1.1 ns with 32 bits per element.
-The drop rate is p to within 2^-17, far below anything training can tell.
+Twister generator, one draw at a time: about 6-8 ns per element, which was
+a fifth of DETR's transformer training step on CPU (18.6 M mask elements per
+step at batch 2, 512 x 512). Here each element takes 16 random bits (a
+quarter of a 64-bit word), an integer r in [0, 65536), and is kept where
+``r >= round(65536 p)``: the drop rate is p to within 2^-17, far below
+anything training can tell. The seed is one draw from torch's default CPU
+generator, so ``torch.manual_seed`` still makes runs repeatable.
+
+Two generators of the bits, the same rule:
+
+- with numba installed (the ``fast`` extra): one compiled pass on numba's
+  threads, writing the float mask as it draws. Word k of a mask seeded s is
+  ``mix64(s + k * 0x9E3779B97F4A7C15)``, SplitMix64's output at that state
+  (Steele et al. 2014), so any part of the mask can be drawn on its own;
+  the loop over words is branch-free, so LLVM vectorises it. In blocks of
+  4096 elements, element j of lane l (j < 1024, l < 4) takes bits 16l to
+  16l + 15 of the block's word j: the four elements of a word lie 1024
+  apart and every store is contiguous. About 0.04 ns per element on 2 AMD
+  cores with AVX-512 (0.9 M elements in 40 us, against 400 us below);
+- else numpy's SFC64 generator (``random_raw``): each word split in four
+  neighbouring elements, converted to float32 and compared in place.
 
 The mask is a float32 tensor of 0 (dropped) and 1 (or the 1 / (1 - p)
 scale): this build's elementwise kernels on bool tensors (``where``,
@@ -24,7 +36,8 @@ is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
 outside training.
 """
 import math
-from typing import Optional, Sequence
+from functools import lru_cache
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -34,11 +47,91 @@ from torch import Tensor
 _RANGE = 1 << 16  # random integers per element: 16 bits
 
 
+_LANE = 1024  # words per block of the compiled generator; a block is 4 lanes
+
+
+def _compile() -> Optional[Callable]:
+    """The compiled mask generator ``fill(out, seed, threshold, scale)``,
+    or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    def jit(**kwargs):
+        def wrap(fn):
+            try:
+                return numba.njit(cache=True, nogil=True, **kwargs)(fn)
+            except RuntimeError:  # no writable cache folder: compile in every process
+                return numba.njit(nogil=True, **kwargs)(fn)
+        return wrap
+
+    gamma = np.uint64(0x9E3779B97F4A7C15)
+    mul1, mul2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    low16 = np.uint64(0xFFFF)
+    lane = _LANE
+
+    @jit(inline='always')
+    def mix64(z):  # pragma: no cover (compiled)
+        z = (z ^ (z >> np.uint64(30))) * mul1
+        z = (z ^ (z >> np.uint64(27))) * mul2
+        return z ^ (z >> np.uint64(31))
+
+    @jit()
+    def fill_block(out, start, word, seed, threshold, scale):  # pragma: no cover (compiled)
+        # 4 * lane elements from out[start]; word: the block's first word index
+        zero = np.float32(0.)
+        lane0 = out[start:start + lane]
+        lane1 = out[start + lane:start + 2 * lane]
+        lane2 = out[start + 2 * lane:start + 3 * lane]
+        lane3 = out[start + 3 * lane:start + 4 * lane]
+        for j in range(lane):
+            z = mix64(seed + (word + np.uint64(j)) * gamma)
+            lane0[j] = scale if (z & low16) >= threshold else zero
+            lane1[j] = scale if ((z >> np.uint64(16)) & low16) >= threshold else zero
+            lane2[j] = scale if ((z >> np.uint64(32)) & low16) >= threshold else zero
+            lane3[j] = scale if (z >> np.uint64(48)) >= threshold else zero
+
+    @jit(parallel=True)
+    def fill(out, seed, threshold, scale):  # pragma: no cover (compiled)
+        """out [n] float32: the mask of ``seed``; kept where the 16 bits
+        are >= threshold."""
+        n = out.shape[0]
+        blocks = n // (4 * lane)
+        for b in numba.prange(blocks):
+            fill_block(out, b * 4 * lane, np.uint64(b * lane), seed, threshold, scale)
+        # the last, partial block: one word per element, its low 16 bits
+        for i in range(blocks * 4 * lane, n):
+            z = mix64(seed + np.uint64(blocks * lane + i - blocks * 4 * lane) * gamma)
+            out[i] = scale if (z & low16) >= threshold else np.float32(0.)
+
+    return fill
+
+
+@lru_cache(maxsize=None)
+def _kernel() -> Optional[Callable]:
+    return _compile()
+
+
+def generator() -> str:
+    """Which generator :func:`keep_mask` draws with: ``'numba'`` or ``'numpy'``."""
+    return 'numba' if _kernel() is not None else 'numpy'
+
+
 def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
               dtype: torch.dtype = torch.float32) -> Tensor:
     """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``."""
     numel = math.prod(shape)
     seed = int(torch.randint(0, 2**62, (1, )))
+    fill = _kernel()
+    if fill is not None:
+        import numba
+        mask = torch.empty(numel, dtype=torch.float32)
+        numba.set_num_threads(max(1, min(torch.get_num_threads(),
+                                         numba.config.NUMBA_NUM_THREADS)))
+        fill(mask.numpy(), np.uint64(seed), np.uint64(round(p * _RANGE)), np.float32(scale))
+        mask = mask.view(*shape)
+        return mask if dtype == torch.float32 else mask.to(dtype)
     words = np.random.SFC64(seed).random_raw((numel + 3) // 4).view(np.uint16)[:numel]
     mask = torch.from_numpy(words.astype(np.float32)).view(*shape)  # [0, 65536)
     mask.ge_(round(p * _RANGE))  # 1. kept, 0. dropped

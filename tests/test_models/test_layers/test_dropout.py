@@ -2,11 +2,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdet_detr_plugin.models.layers.dropout import dropout
+from mmdet_detr_plugin.models.layers import dropout as dropout_mod
+from mmdet_detr_plugin.models.layers.dropout import dropout, keep_mask
+
+HAS_NUMBA = dropout_mod._kernel() is not None
+
+
+@pytest.fixture(params=['numba', 'numpy'])
+def generator(request, monkeypatch):
+    """Run the test with each generator of the mask's random bits."""
+    if request.param == 'numba' and not HAS_NUMBA:
+        pytest.skip('numba is not installed')
+    if request.param == 'numpy':
+        monkeypatch.setattr(dropout_mod, '_kernel', lambda: None)
+    assert dropout_mod.generator() == request.param
+    return request.param
 
 
 @pytest.mark.parametrize('p', [0.1, 0.5])
-def test_mask_rate_scale_and_gradient(p):
+def test_mask_rate_scale_and_gradient(generator, p):
     torch.manual_seed(0)
     x = torch.rand(1000, 1000) + 0.5  # no zeros: a zero output means dropped
     x.requires_grad_(True)
@@ -25,16 +39,17 @@ def test_mask_rate_scale_and_gradient(p):
     torch.testing.assert_close(x.grad, grad * kept / (1 - p))
 
 
-def test_rows_and_columns_are_not_correlated():
-    # the mask comes from 64-bit words split in four: neighbours must be independent
+def test_rows_and_columns_are_not_correlated(generator):
+    # the mask comes from 64-bit words split in four, into neighbours (numpy)
+    # or elements 1024 apart (numba): all must be independent
     torch.manual_seed(1)
     kept = (dropout(torch.ones(4000, 250), 0.5, True) != 0).float().flatten()
-    for gap in (1, 2, 3, 4):  # within a word, and across words
+    for gap in (1, 2, 3, 4, 1023, 1024, 2048, 3072):  # within a word, and across words
         pairs = kept[:-gap] * kept[gap:]
         assert abs(pairs.mean().item() - 0.25) < 5 * (0.25 * 0.75 / pairs.numel())**0.5
 
 
-def test_repeatable_with_torch_seed_and_fresh_per_call():
+def test_repeatable_with_torch_seed_and_fresh_per_call(generator):
     x = torch.ones(64, 64)
     torch.manual_seed(3)
     a, b = dropout(x, 0.1, True), dropout(x, 0.1, True)
@@ -78,8 +93,7 @@ def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
     assert 0.2 < drop.float().mean() < 0.4
 
 
-def test_mask_values_rate_and_resolution():
-    from mmdet_detr_plugin.models.layers.dropout import keep_mask
+def test_mask_values_rate_and_resolution(generator):
     torch.manual_seed(0)
     mask = keep_mask((3, 1001, 999), 0.1)  # odd size: part of a last 64-bit word
     assert mask.shape == (3, 1001, 999) and mask.dtype == torch.float32
@@ -111,3 +125,53 @@ def test_masked_relu_matches_relu_of_the_masked_input(with_mask):
     ref.backward(grad)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     torch.testing.assert_close(got, a.grad, rtol=0, atol=0)
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's output function (Steele, Lea and Flood 2014), in Python."""
+    mask = (1 << 64) - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason='numba is not installed')
+def test_compiled_generator_against_splitmix64_in_python():
+    import numpy as np
+    gamma = 0x9E3779B97F4A7C15
+    # the published first output of SplitMix64 seeded 0
+    assert _mix64(gamma) == 0xE220A8397B1DCDAF
+    seed, threshold = 12345, 40000
+    n = 2 * 4096 + 37  # two full blocks and a partial one
+    out = np.empty(n, np.float32)
+    dropout_mod._kernel()(out, np.uint64(seed), np.uint64(threshold), np.float32(2.))
+    expected = np.empty(n, np.float32)
+    for i in range(n):
+        block, offset = divmod(i, 4096)
+        if block < 2:  # lane l, position j: bits 16 l.. of the block's word j
+            lane, j = divmod(offset, 1024)
+            bits = _mix64((seed + (block * 1024 + j) * gamma) % 2**64) >> (16 * lane)
+        else:  # partial block: one word per element
+            bits = _mix64((seed + (2 * 1024 + offset) * gamma) % 2**64)
+        expected[i] = 2. if (bits & 0xFFFF) >= threshold else 0.
+    np.testing.assert_array_equal(out, expected)
+    # seeded 0, element 1 is the low 16 bits of that first output, 0xCDAF = 52655
+    one = np.empty(2, np.float32)
+    dropout_mod._kernel()(one, np.uint64(0), np.uint64(52655), np.float32(1.))
+    assert one[1] == 1.
+    dropout_mod._kernel()(one, np.uint64(0), np.uint64(52656), np.float32(1.))
+    assert one[1] == 0.
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason='numba is not installed')
+def test_compiled_mask_does_not_depend_on_the_threads():
+    threads = torch.get_num_threads()
+    try:
+        masks = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            torch.manual_seed(5)
+            masks.append(keep_mask((300, 700), 0.1))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(*masks)
