@@ -47,7 +47,8 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
     from mmdet_detr_plugin.models.layers import linear
     expected = 'onednn' if linear._ONEDNN_LINEAR is not None else 'aten'
     assert result['cpu_gemm'] == expected
-    generator = 'numba' if importlib.util.find_spec('numba') else 'numpy'
+    from mmdet_detr_plugin.models.layers.dropout import generator_from_env
+    generator = generator_from_env()  # numpy unless DETR_PLUGIN_DROPOUT_MASK says numba
     assert "plugin's CPU kernels: float32 linear layers on " + (
         'oneDNN' if expected == 'onednn' else 'F.linear, as the others') + (
         f', dropout masks drawn by {generator}') in out

@@ -31,7 +31,8 @@ On CPU the plugin's linear layers multiply float32 matrices on oneDNN
 (``mmdet_detr_plugin.models.layers.linear``); ``--cpu-gemm aten`` gives
 them ``F.linear``, the MKL path that mmdet's and transformers' DETR take,
 to see what the rest of the plugin's changes are worth alone. Its dropout
-masks are drawn by a compiled kernel when numba is installed
+masks come from numpy's generator, or from a compiled numba kernel with
+``DETR_PLUGIN_DROPOUT_MASK=numba`` in the environment
 (``mmdet_detr_plugin.models.layers.dropout``).
 """
 import argparse

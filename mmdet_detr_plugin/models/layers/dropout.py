@@ -11,8 +11,10 @@ generator, so ``torch.manual_seed`` still makes runs repeatable.
 
 Two generators of the bits, the same rule:
 
-- with numba installed (the ``fast`` extra): one compiled pass on numba's
-  threads, writing the float mask as it draws. Word k of a mask seeded s is
+- numba's (opt-in: ``DETR_PLUGIN_DROPOUT_MASK=numba`` in the environment,
+  read at import, or :func:`set_generator`; needs numba, in the ``fast``
+  extra): one compiled pass on numba's threads, writing the float mask as
+  it draws. Word k of a mask seeded s is
   ``mix64(s + k * 0x9E3779B97F4A7C15)``, SplitMix64's output at that state
   (Steele et al. 2014), so any part of the mask can be drawn on its own;
   the loop over words is branch-free, so LLVM vectorises it. In blocks of
@@ -20,8 +22,16 @@ Two generators of the bits, the same rule:
   16l + 15 of the block's word j: the four elements of a word lie 1024
   apart and every store is contiguous. About 0.04 ns per element on 2 AMD
   cores with AVX-512 (0.9 M elements in 40 us, against 400 us below);
-- else numpy's SFC64 generator (``random_raw``): each word split in four
-  neighbouring elements, converted to float32 and compared in place.
+- numpy's SFC64 generator (``random_raw``, the default): each word split
+  in four neighbouring elements, converted to float32 and compared in place.
+
+numba's is not the default because loading numba and its compiler costs
+about 170 MB of resident memory in a process that would not load it
+otherwise (DETR R50's CPU train step at batch 2: 2450 against 2280 MiB
+peak), for about 10 ms of a 180 ms transformer step (fwd + bwd) and 1 % of
+a whole train step. Where numba is loaded anyway (the matcher's fused costs
+or ``solver='numba'`` in dense scenes), it costs nothing more. The two
+generators give different masks for the same seed.
 
 The mask is a float32 tensor of 0 (dropped) and 1 (or the 1 / (1 - p)
 scale): this build's elementwise kernels on bool tensors (``where``,
@@ -35,7 +45,9 @@ the scale on the next layer's product, see :func:`masked_relu_`). :func:`dropout
 is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
 outside training.
 """
+import importlib.util
 import math
+import os
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
@@ -109,8 +121,42 @@ def _compile() -> Optional[Callable]:
 
 
 @lru_cache(maxsize=None)
-def _kernel() -> Optional[Callable]:
+def _compiled() -> Optional[Callable]:
     return _compile()
+
+
+_GENERATORS = ('numpy', 'numba')
+
+
+def generator_from_env(environ=os.environ) -> str:
+    """The generator named by ``DETR_PLUGIN_DROPOUT_MASK`` (default ``'numpy'``)."""
+    name = environ.get('DETR_PLUGIN_DROPOUT_MASK', 'numpy')
+    if name not in _GENERATORS:
+        raise ValueError(f'DETR_PLUGIN_DROPOUT_MASK must be one of {_GENERATORS}, got {name!r}')
+    return name
+
+
+_MISSING_NUMBA = ('dropout masks from numba (DETR_PLUGIN_DROPOUT_MASK=numba) need the numba '
+                  'package: pip install numba (or mmdet-detr-plugin[fast])')
+_generator = generator_from_env()
+if _generator == 'numba' and importlib.util.find_spec('numba') is None:
+    raise ImportError(_MISSING_NUMBA)
+
+
+def set_generator(name: str) -> None:
+    """Draw dropout masks with ``'numpy'`` (default) or ``'numba'`` (which
+    needs numba installed)."""
+    global _generator
+    if name not in _GENERATORS:
+        raise ValueError(f'dropout mask generator must be one of {_GENERATORS}, got {name!r}')
+    if name == 'numba' and _compiled() is None:
+        raise ImportError(_MISSING_NUMBA)
+    _generator = name
+
+
+def _kernel() -> Optional[Callable]:
+    """The compiled generator when it is the chosen one, else None."""
+    return _compiled() if _generator == 'numba' else None
 
 
 def generator() -> str:

@@ -1,3 +1,5 @@
+import importlib.util
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,18 +7,19 @@ import torch.nn.functional as F
 from mmdet_detr_plugin.models.layers import dropout as dropout_mod
 from mmdet_detr_plugin.models.layers.dropout import dropout, keep_mask
 
-HAS_NUMBA = dropout_mod._kernel() is not None
+HAS_NUMBA = importlib.util.find_spec('numba') is not None
 
 
 @pytest.fixture(params=['numba', 'numpy'])
-def generator(request, monkeypatch):
+def generator(request):
     """Run the test with each generator of the mask's random bits."""
     if request.param == 'numba' and not HAS_NUMBA:
         pytest.skip('numba is not installed')
-    if request.param == 'numpy':
-        monkeypatch.setattr(dropout_mod, '_kernel', lambda: None)
+    before = dropout_mod.generator()
+    dropout_mod.set_generator(request.param)
     assert dropout_mod.generator() == request.param
-    return request.param
+    yield request.param
+    dropout_mod.set_generator(before)
 
 
 @pytest.mark.parametrize('p', [0.1, 0.5])
@@ -144,7 +147,7 @@ def test_compiled_generator_against_splitmix64_in_python():
     seed, threshold = 12345, 40000
     n = 2 * 4096 + 37  # two full blocks and a partial one
     out = np.empty(n, np.float32)
-    dropout_mod._kernel()(out, np.uint64(seed), np.uint64(threshold), np.float32(2.))
+    dropout_mod._compiled()(out, np.uint64(seed), np.uint64(threshold), np.float32(2.))
     expected = np.empty(n, np.float32)
     for i in range(n):
         block, offset = divmod(i, 4096)
@@ -157,14 +160,16 @@ def test_compiled_generator_against_splitmix64_in_python():
     np.testing.assert_array_equal(out, expected)
     # seeded 0, element 1 is the low 16 bits of that first output, 0xCDAF = 52655
     one = np.empty(2, np.float32)
-    dropout_mod._kernel()(one, np.uint64(0), np.uint64(52655), np.float32(1.))
+    dropout_mod._compiled()(one, np.uint64(0), np.uint64(52655), np.float32(1.))
     assert one[1] == 1.
-    dropout_mod._kernel()(one, np.uint64(0), np.uint64(52656), np.float32(1.))
+    dropout_mod._compiled()(one, np.uint64(0), np.uint64(52656), np.float32(1.))
     assert one[1] == 0.
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason='numba is not installed')
-def test_compiled_mask_does_not_depend_on_the_threads():
+def test_compiled_mask_does_not_depend_on_the_threads(generator):
+    if generator != 'numba':
+        pytest.skip('the numpy generator runs on one thread')
     threads = torch.get_num_threads()
     try:
         masks = []
@@ -175,3 +180,13 @@ def test_compiled_mask_does_not_depend_on_the_threads():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(*masks)
+
+
+def test_generator_choice_is_checked():
+    assert dropout_mod.generator_from_env({}) == 'numpy'
+    assert dropout_mod.generator_from_env({'DETR_PLUGIN_DROPOUT_MASK': 'numba'}) == 'numba'
+    with pytest.raises(ValueError, match="DETR_PLUGIN_DROPOUT_MASK .*'mt19937'"):
+        dropout_mod.generator_from_env({'DETR_PLUGIN_DROPOUT_MASK': 'mt19937'})
+    with pytest.raises(ValueError, match='numpy'):
+        dropout_mod.set_generator('torch')
+    assert dropout_mod.generator() == dropout_mod.generator_from_env()  # numpy by default
