@@ -167,10 +167,9 @@ def test_compiled_generator_against_splitmix64_in_python():
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason='numba is not installed')
-def test_compiled_mask_does_not_depend_on_the_threads(generator):
-    if generator != 'numba':
-        pytest.skip('the numpy generator runs on one thread')
-    threads = torch.get_num_threads()
+def test_compiled_mask_does_not_depend_on_the_threads():
+    threads, before = torch.get_num_threads(), dropout_mod.generator()
+    dropout_mod.set_generator('numba')
     try:
         masks = []
         for n in (1, 2):
@@ -179,6 +178,7 @@ def test_compiled_mask_does_not_depend_on_the_threads(generator):
             masks.append(keep_mask((300, 700), 0.1))
     finally:
         torch.set_num_threads(threads)
+        dropout_mod.set_generator(before)
     assert torch.equal(*masks)
 
 
