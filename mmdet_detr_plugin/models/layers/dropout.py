@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import compiled
+
 _RANGE = 1 << 16  # random integers per element: 16 bits
 
 
@@ -71,12 +73,7 @@ def _compile() -> Optional[Callable]:
         return None
 
     def jit(**kwargs):
-        def wrap(fn):
-            try:
-                return numba.njit(cache=True, nogil=True, **kwargs)(fn)
-            except RuntimeError:  # no writable cache folder: compile in every process
-                return numba.njit(nogil=True, **kwargs)(fn)
-        return wrap
+        return compiled.jit(numba, nogil=True, **kwargs)
 
     gamma = np.uint64(0x9E3779B97F4A7C15)
     mul1, mul2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ....structures.box_ops import box_cxcywh_to_xyxy
+from ... import compiled
 from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
 
 
@@ -70,10 +71,7 @@ def _compile():
                 giou = inter / union - (enclosure - union) / enclosure
                 row[n] = (cls + l1) + giou * w_giou
 
-    try:
-        return numba.njit(parallel=True, cache=True, nogil=True)(detr_cost)
-    except RuntimeError:  # no writable cache folder: compile in every process
-        return numba.njit(parallel=True, nogil=True)(detr_cost)
+    return compiled.jit(numba, parallel=True, nogil=True)(detr_cost)
 
 
 @lru_cache(maxsize=None)

@@ -42,6 +42,8 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ... import compiled
+
 
 def _compile():
     """The numba kernel, compiled on first use and cached on disk; None when
@@ -52,12 +54,7 @@ def _compile():
         return None
 
     def jit(**kwargs):
-        def wrap(fn):
-            try:
-                return numba.njit(cache=True, **kwargs)(fn)
-            except RuntimeError:  # no writable cache folder: compile in every process
-                return numba.njit(**kwargs)(fn)
-        return wrap
+        return compiled.jit(numba, **kwargs)
 
     @jit(inline='always')
     def argmin(x, n):  # pragma: no cover (compiled)

@@ -1,0 +1,16 @@
+"""numba's compiler for the plugin's compiled CPU kernels (the matcher's
+fused costs and solver, the dropout-mask generator), all optional: numba is
+in the ``fast`` extra."""
+from typing import Callable
+
+
+def jit(numba, **kwargs) -> Callable[[Callable], Callable]:
+    """``numba.njit(**kwargs)`` that keeps the machine code in numba's disk
+    cache, so later processes load it instead of compiling; where no cache
+    folder is writable, it compiles in every process instead."""
+    def wrap(fn: Callable) -> Callable:
+        try:
+            return numba.njit(cache=True, **kwargs)(fn)
+        except RuntimeError:  # no writable cache folder
+            return numba.njit(**kwargs)(fn)
+    return wrap
