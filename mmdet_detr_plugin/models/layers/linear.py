@@ -12,9 +12,13 @@ outputs differ from ``F.linear`` by rounding only.
 
 :func:`linear` is ``F.linear`` with that path for float32 CPU tensors
 outside autocast, from ``MIN_MACS`` multiply-adds per product (below it
-the call's fixed cost outweighs the gain), and ``F.linear`` everywhere else: other devices and
-dtypes, CPU autocast, ``torch.backends.mkldnn`` switched off, TorchScript tracing (FLOP counters and exporters see
-the standard op) and ``torch.compile`` (which picks its own kernels).
+the call's fixed cost outweighs the gain), and ``F.linear`` everywhere
+else: other devices and dtypes, CPU autocast, ``torch.backends.mkldnn``
+switched off, TorchScript tracing (FLOP counters and exporters see the
+standard op) and ``torch.compile`` (which picks its own kernels). The op is
+private to PyTorch (``torch.ops.mkldnn._linear_pointwise``, which inductor
+uses): a build without it, or where it does not answer as expected, gets
+``F.linear`` throughout.
 :class:`Linear` is ``nn.Linear`` on :func:`linear`, with the same
 parameters, state-dict keys and initialisation.
 
@@ -32,10 +36,19 @@ _BACKENDS = ('onednn', 'aten')
 
 
 def _op():
-    """oneDNN's linear op of this PyTorch build, or None."""
+    """oneDNN's linear op of this PyTorch build, or None when it is missing
+    or does not compute x @ w.T + b on a small probe."""
     if not torch.backends.mkldnn.is_available():
         return None
-    return getattr(torch.ops.mkldnn, '_linear_pointwise', None)
+    op = getattr(torch.ops.mkldnn, '_linear_pointwise', None)
+    if op is None:
+        return None
+    x, w, b = torch.tensor([[1., 2.]]), torch.tensor([[3., 4.], [5., 6.]]), torch.tensor([1., 0.])
+    try:
+        ok = torch.equal(op(x, w, b, 'none', [], ''), torch.tensor([[12., 17.]]))
+    except (RuntimeError, TypeError):
+        return None
+    return op if ok else None
 
 
 def backend_from_env(environ=os.environ) -> str:
