@@ -14,3 +14,12 @@ def jit(numba, **kwargs) -> Callable[[Callable], Callable]:
         except RuntimeError:  # no writable cache folder
             return numba.njit(**kwargs)(fn)
     return wrap
+
+
+def set_threads(numba, wanted: int) -> int:
+    """Run numba's next parallel calls on ``wanted`` threads, clipped to
+    [1, NUMBA_NUM_THREADS] (numba's pool cannot grow past it); returns the
+    count set."""
+    threads = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads

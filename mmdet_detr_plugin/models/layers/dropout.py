@@ -170,8 +170,7 @@ def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
     if fill is not None:
         import numba
         mask = torch.empty(numel, dtype=torch.float32)
-        numba.set_num_threads(max(1, min(torch.get_num_threads(),
-                                         numba.config.NUMBA_NUM_THREADS)))
+        compiled.set_threads(numba, torch.get_num_threads())
         fill(mask.numpy(), np.uint64(seed), np.uint64(round(p * _RANGE)), np.float32(scale))
         mask = mask.view(*shape)
         return mask if dtype == torch.float32 else mask.to(dtype)

@@ -119,12 +119,13 @@ class _OneDnnLinear(torch.autograd.Function):
 MIN_MACS = 4 * 2**20
 
 
-def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
+def _onednn_applies(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> bool:
     return (_backend == 'onednn' and _ONEDNN_LINEAR is not None
             and not torch.jit.is_tracing() and not torch.jit.is_scripting()
             and not torch.compiler.is_compiling()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32 and x.dim() >= 2
+            and (bias is None or bias.dtype == torch.float32)
             and x.numel() * weight.shape[0] >= MIN_MACS
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu'))
 
@@ -132,7 +133,7 @@ def _onednn_applies(x: Tensor, weight: Tensor) -> bool:
 def linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """``F.linear(x, weight, bias)``: x [..., in], weight [out, in], bias
     [out] -> [..., out]; float32 CPU products on oneDNN (module docstring)."""
-    if not _onednn_applies(x, weight) or (bias is not None and bias.dtype != torch.float32):
+    if not _onednn_applies(x, weight, bias):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):

@@ -109,7 +109,7 @@ def detr_cost_cpu(logits: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Te
     if detr_cost is None:
         return False
     import numba
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    compiled.set_threads(numba, torch.get_num_threads())
     w_cls, w_l1, w_giou, eps = weights
     logits, boxes, gt_boxes = logits.detach(), boxes.detach(), gt_boxes.detach()
     img_h, img_w = img_shape[:2]

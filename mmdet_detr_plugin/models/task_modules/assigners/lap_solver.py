@@ -290,8 +290,7 @@ def solve_blocks(flat: np.ndarray, shapes: Sequence[Tuple[int, int]],
     rows, cols = np.empty(pairs.sum(), np.int64), np.empty(pairs.sum(), np.int64)
     status = np.zeros(len(shapes), np.int64)
     if len(shapes):
-        threads = max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS, len(shapes)))
-        numba.set_num_threads(threads)
+        compiled.set_threads(numba, min(num_threads, len(shapes)))
         # one problem at a time per thread: their times differ widely
         with numba.parallel_chunksize(1):
             blocks(flat, starts, shapes, out_starts, rows, cols, status)
