@@ -52,3 +52,44 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
     assert "plugin's CPU kernels: float32 linear layers on " + (
         'oneDNN' if expected == 'onednn' else 'F.linear, as the others') + (
         f', dropout masks drawn by {generator}') in out
+
+
+def _benchmark_module():
+    import os.path as osp
+    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
+                    'benchmark_vs_mmdet.py')
+    spec = importlib.util.spec_from_file_location('benchmark_vs_mmdet', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_timed_pair_primes_each_call_with_its_own():
+    """Each timed call follows an untimed call of the same implementation, so
+    a cost one implementation leaves behind (here: a sleep that the next call
+    of anyone pays, as glibc's deferred heap trim is) is not timed against
+    the next one; with primed=False it is, which is what priming is for."""
+    import time
+    bench = _benchmark_module()
+    calls, debt = [], [0.0]
+
+    def leaves_debt():
+        time.sleep(debt[0])
+        calls.append('a')
+        debt[0] = 0.2
+
+    def pays():
+        time.sleep(debt[0])
+        debt[0] = 0.0
+        calls.append('b')
+
+    times = bench.timed_pair((leaves_debt, pays), warmup=1, iters=2, device='cpu')
+    assert calls == ['a', 'b'] + ['a', 'a', 'b', 'b'] * 2
+    assert max(times[1]) < 0.1  # pays() timed after its own call: no debt
+
+    calls.clear()
+    debt[0] = 0.0
+    times = bench.timed_pair((leaves_debt, pays), warmup=1, iters=2, device='cpu',
+                             primed=False)
+    assert calls == ['a', 'b'] * 3
+    assert min(times[1]) >= 0.2  # a's debt lands in b's timed window

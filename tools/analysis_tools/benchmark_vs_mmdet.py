@@ -4,7 +4,7 @@ with the same weights.
     python tools/analysis_tools/benchmark_vs_mmdet.py [--device cpu|cuda]
         [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
         [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
-        [--solver numba|lapx|scipy] [--cpu-gemm onednn|aten]
+        [--solver numba|lapx|scipy] [--cpu-gemm onednn|aten] [--no-prime]
 
 Both models are built from their R50 configs (the plugin's
 ``configs/detr_r50_8xb2-150e_coco.py`` and mmdet's
@@ -14,8 +14,11 @@ the script prints one table with medians, spreads (min..max) and ratios
 (their time / plugin time: above 1 means the plugin is faster), after
 checking that outputs and assignments agree. Every row runs the
 implementations in alternation, so a drift of the machine's speed hits all
-alike; the train step uses each config's own optimizer wrapper (AdamW with
-gradient clipping; the plugin's recipe asks for PyTorch's fused AdamW).
+alike, and each timed call right after an untimed call of the same
+implementation, so that none pays for what the one before it left behind
+(``--no-prime`` times them back to back). The train step uses each config's
+own optimizer wrapper (AdamW with gradient clipping; the plugin's recipe
+asks for PyTorch's fused AdamW).
 
 When ``transformers`` is installed (an optional extra, never imported by the
 plugin), a third column times its ``DetrForObjectDetection`` built with the
@@ -82,6 +85,9 @@ def parse_args() -> argparse.Namespace:
                         default=os.environ.get('DETR_PLUGIN_CPU_GEMM', 'onednn'),
                         help="the plugin's float32 CPU linear layers: on oneDNN (default) or "
                              'F.linear (aten)')
+    parser.add_argument('--no-prime', action='store_true',
+                        help='time each call right after the previous implementation\'s call, '
+                             'not after an untimed call of its own (see timed_pair)')
     parser.add_argument('--json', help='also write the rows to this file')
     # internal: measure the peak memory of one implementation in a fresh process
     parser.add_argument('--memory-of', choices=['plugin', 'mmdet', 'hf'], help=argparse.SUPPRESS)
@@ -159,16 +165,27 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_pair(fns: Tuple[Callable[[], None], ...], warmup: int, iters: int, device: str
-               ) -> List[List[float]]:
+def timed_pair(fns: Tuple[Callable[[], None], ...], warmup: int, iters: int, device: str,
+               primed: bool = True) -> List[List[float]]:
     """Time several functions in alternation (plugin, mmdet, plugin, ...), so
-    that drifts of the machine's speed hit both alike."""
+    that drifts of the machine's speed hit all alike.
+
+    With ``primed`` (the default), each timed call directly follows an
+    untimed call of the same function, so that it runs in the state its own
+    previous call left, as in a training loop. Without it, one function's
+    deferred costs land in the next one's timed window: glibc returns freed
+    memory to the OS lazily, in whichever ``free`` next finds the top of the
+    heap above its trim threshold, and after transformers' matcher at N=900
+    that was the plugin's cost preparation: 55-85 ms of system time in
+    ``brk``, against 4 ms after its own call."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
     for _ in range(iters):
         for fn, out in zip(fns, times):
+            if primed:
+                fn()
             out += timed(fn, 0, 1, device)
     return times
 
@@ -265,7 +282,7 @@ def matching_inputs(n: int, m: int, b: int, device: str, layers: int = 6, seed: 
     return logits, boxes, labels, gt_boxes, shapes
 
 
-def bench_matching(n, m, b, device, warmup, iters, with_hf=False, solver='scipy'):
+def bench_matching(n, m, b, device, warmup, iters, with_hf=False, solver='scipy', primed=True):
     """All 6 layers x B images: the plugin's batched call against mmdet's
     HungarianAssigner called once per layer and image, as DETRHead does (and
     transformers' HungarianMatcher once per layer, as its DETR loss does).
@@ -317,7 +334,7 @@ def bench_matching(n, m, b, device, warmup, iters, with_hf=False, solver='scipy'
                 inds[q] = g + 1
                 same &= torch.equal(inds, ref[layer * b + i].cpu())
         fns.append(run_hf)
-    times = timed_pair(fns, warmup, iters, device)
+    times = timed_pair(fns, warmup, iters, device, primed)
     return times[0], times[1], times[2] if with_hf else None, same
 
 
@@ -451,13 +468,14 @@ def main() -> None:
         if hf is not None:
             hf.train(training)
             fns.append(make_hf_fn(hf, inputs, samples, hf_autocast))
-        times = timed_pair(fns, args.warmup, args.iters, device)
+        times = timed_pair(fns, args.warmup, args.iters, device, not args.no_prime)
         rows.append((name, times[0], times[1], times[2] if hf is not None else None))
     same_assignments = []
     if 'matching' not in args.skip:
         for n, m, b in MATCHING_CASES:
             t_p, t_m, t_h, same = bench_matching(n, m, b, device, args.warmup, args.iters,
-                                                 with_hf=hf is not None, solver=args.solver)
+                                                 with_hf=hf is not None, solver=args.solver,
+                                                 primed=not args.no_prime)
             same_assignments.append(same)
             rows.append((f'matching 6 layers, N={n} M={m} B={b}', t_p, t_m, t_h))
     memory = None
@@ -468,9 +486,11 @@ def main() -> None:
     kind = 'CUDA max allocated' if device.startswith('cuda') else 'CPU peak RSS'
     dev = torch.cuda.get_device_name() if device.startswith('cuda') else \
         f'CPU, {torch.get_num_threads()} threads'
+    order = ('right after the other implementations' if args.no_prime else
+             'after an untimed run of its own')
     print(f'\nDETR R{args.depth}, batch {args.batch_size}, {args.img_size}x{args.img_size}, '
           f'{args.dtype}, {dev}; median (min..max) of {args.iters} runs after {args.warmup} '
-          f'warm-up; speed-up = their time / plugin time\n')
+          f'warm-up, in alternation, each {order}; speed-up = their time / plugin time\n')
     print(f'| {"row":38} | {"plugin":>22} | {"mmdet DETR":>22} | {"transformers DETR":>22} '
           f'| {"vs mmdet":>8} | {"vs HF":>7} |')
     print(f'|{"-" * 40}|{"-" * 24}|{"-" * 24}|{"-" * 24}|{"-" * 10}|{"-" * 9}|')
@@ -512,7 +532,8 @@ def main() -> None:
           f'{all(same_assignments) if same_assignments else "not run"}')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), cpu_gemm=cpu_gemm(), rows=table, agreement=agree,
+            json.dump(dict(args=vars(args), primed=not args.no_prime, cpu_gemm=cpu_gemm(),
+                           rows=table, agreement=agree,
                            agreement_hf=agree_hf if hf is not None else None,
                            same_assignments=same_assignments), f, indent=1)
 
