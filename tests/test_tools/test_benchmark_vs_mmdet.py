@@ -35,6 +35,9 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
     if with_hf:
         assert max(result['agreement_hf'].values()) < 1e-5
     assert '| matching 6 layers, N=900 M=500 B=4' in out
+    # each timed call after an untimed one of its own (see timed_pair)
+    assert 'in alternation, each after an untimed run of its own' in out
+    assert result['args']['no_prime'] is False
     # the matching rows say how the plugin matched: the plugin's numba solver
     # and the fused costs when the fast extra is installed (as
     # scripts/install.sh does)

@@ -532,8 +532,7 @@ def main() -> None:
           f'{all(same_assignments) if same_assignments else "not run"}')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), primed=not args.no_prime, cpu_gemm=cpu_gemm(),
-                           rows=table, agreement=agree,
+            json.dump(dict(args=vars(args), cpu_gemm=cpu_gemm(), rows=table, agreement=agree,
                            agreement_hf=agree_hf if hf is not None else None,
                            same_assignments=same_assignments), f, indent=1)
 
