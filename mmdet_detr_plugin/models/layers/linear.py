@@ -84,7 +84,9 @@ def _mm(a: Tensor, b_t: Tensor, bias: Optional[Tensor] = None) -> Tensor:
 
 class _OneDnnLinear(torch.autograd.Function):
     """x [..., in] @ weight.T ([out, in]) + bias [out]; every product on oneDNN.
-    The backward's products read transposed views in place (no copies)."""
+    The backward's products take transposed views, not transposed copies;
+    oneDNN copies a transposed left operand itself, so the weight gradient
+    puts the smaller of its two operands there."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:

@@ -19,8 +19,9 @@ Two entry points:
   results come back in a single transfer; this is what the plugin's head
   uses (mmdet's path costs one device round trip per layer and image).
   The (image, layer) problems are solved on a pool of host threads when
-  they are large (all solvers release the GIL), so dense scenes use all
-  the cores the process was given.
+  they are large (scipy and lapx release the GIL; ``solver='numba'`` solves
+  them all in one compiled call on numba's threads), so dense scenes use
+  all the cores the process was given.
 
 Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
 problem with N > M to exactly this orientation, so solving [M, N] directly
