@@ -3,7 +3,7 @@
 # (`make demo` does everything: data, training, COCO evaluation, pictures).
 _base_ = [
     './_base_/models/detr_r50.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
 ]
 
 data_root = 'data/toy/'
@@ -17,10 +17,10 @@ img_scale = (128, 128)
 #   (C4, stride 16, 128 channels): an 8x8 memory at 128 px, finer for localisation than
 #   C5's 4x4 and ~4x cheaper than the full-width R-18 to C5, so ~3x more steps fit;
 # - 10 queries (at most 4 objects per image) in 6 query groups (Group DETR,
-#   `num_query_groups`): 6x the one-to-one matched positives per step, test time unchanged;
-# - anchor points (`anchor_points=True`, Anchor DETR / Conditional DETR): each query has a
-#   learned reference point whose sine encoding is its positional query, and the box centre
-#   is predicted relative to it; cross-attention is local from the start (plugin option);
+#   `num_groups`): 6x the one-to-one matched positives per step, test time unchanged;
+# - anchor points (`PluginAnchorPointQueries`, Anchor DETR / Conditional DETR): each query
+#   has a learned reference point whose sine encoding is its positional query, and the box
+#   centre is predicted relative to it; cross-attention is local from the start;
 # - sigmoid focal classification loss and focal matching cost (Deformable DETR; plugin
 #   option `cls_loss='focal'`), with the class loss weighted 6 instead of 2: on this set the
 #   boxes are found early and the shape classes learned late (weight 2 scored 3x lower);
@@ -28,8 +28,7 @@ img_scale = (128, 128)
 #   batch 8 for more steps, lr x0.1 for the last 20% (most of the final AP comes after it).
 model = dict(
     num_queries=10,
-    num_query_groups=6,
-    anchor_points=True,
+    queries=dict(type='PluginAnchorPointQueries', num_groups=6),
     backbone=dict(depth=18, base_channels=32, num_stages=3, strides=(1, 2, 2),
                   dilations=(1, 1, 1), out_indices=(2, ), frozen_stages=-1,
                   norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,

@@ -2,7 +2,7 @@
 _base_ = [
     './_base_/models/detr_r50.py',
     'mmdet::_base_/datasets/coco_detection.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/default_runtime.py',
 ]
 
 # Point this at your COCO copy, in the file or on the command line:

@@ -9,10 +9,13 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-from mmengine.evaluator import DumpResults
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _openmp import passive_wait_policy  # noqa: E402
+
+passive_wait_policy()  # before torch loads OpenMP (see tools/_openmp.py)
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.evaluator import DumpResults  # noqa: E402
 from train import build_runner, load_config, run_stage, set_work_dir  # noqa: E402
 
 

@@ -3,17 +3,25 @@
     python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
 
-The plugin is loaded through the config's ``custom_imports``.
+The plugin is loaded through the config's ``custom_imports``. The process's
+OpenMP threads sleep when idle instead of spinning (``_openmp.py``: runs on a
+shared machine stay fast) unless ``OMP_WAIT_POLICY`` says otherwise.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import sys
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _openmp import passive_wait_policy  # noqa: E402
+
+passive_wait_policy()  # before torch loads OpenMP
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

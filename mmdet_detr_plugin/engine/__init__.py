@@ -1,3 +1,4 @@
 from .amp_optim_wrapper import PluginAmpOptimWrapper
+from .hooks import PluginNonFiniteLossHook
 
-__all__ = ['PluginAmpOptimWrapper']
+__all__ = ['PluginAmpOptimWrapper', 'PluginNonFiniteLossHook']

@@ -3,10 +3,17 @@
 Formats: ``xyxy`` is (x1, y1, x2, y2); ``cxcywh`` is (centre x, centre y,
 width, height). Functions work on any leading shape ``[..., 4]``.
 """
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+
+def image_scale(img_shape: Sequence[int], like: Tensor) -> Tensor:
+    """(h, w, ...) -> [4] (w, h, w, h), with ``like``'s dtype and device:
+    multiplies normalised xyxy or cxcywh boxes into pixels."""
+    img_h, img_w = img_shape[:2]
+    return like.new_tensor([img_w, img_h, img_w, img_h])
 
 
 def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:

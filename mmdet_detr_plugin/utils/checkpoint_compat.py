@@ -15,9 +15,16 @@ statistics methods as ``getattr(HistoryBuffer, 'min')``; instead of allowing
 ``getattr`` itself, the name ``builtins.getattr`` is mapped to
 :func:`history_buffer_method`, which resolves those methods and nothing
 else. Everything else stays refused.
+
+A file that holds anything else (code, arbitrary objects) is refused by
+torch with a long message whose advice is to switch the check off;
+:func:`load_local_checkpoint`, registered as mmengine's loader of local
+files, raises :class:`CheckpointRefusedError` instead: one line naming the
+file and the type refused.
 """
+import re
 from pickle import UnpicklingError
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 import torch
@@ -66,3 +73,42 @@ def allow_mmengine_checkpoints() -> None:
     missing = [g for g in mmengine_safe_globals() if not any(g is k or g == k for k in known)]
     if missing:
         add_safe_globals(missing)
+
+
+class CheckpointRefusedError(RuntimeError):
+    """A checkpoint file holding an object that weights-only loading refuses."""
+
+
+def refused_global(error: Exception) -> Optional[str]:
+    """The name of the global torch's weights-only unpickler refused, as its
+    message states it (``GLOBAL module.name``), or None."""
+    match = re.search(r'GLOBAL ([\w.]+)', str(error))
+    return match.group(1) if match else None
+
+
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader of local checkpoint files, with a clear error when
+    weights-only loading refuses the file.
+
+    Raises:
+        CheckpointRefusedError: naming the file and the refused type.
+    """
+    from mmengine.runner.checkpoint import load_from_local
+    try:
+        return load_from_local(filename, map_location)
+    except UnpicklingError as err:
+        name = refused_global(err) or 'an object of an unknown type'
+        raise CheckpointRefusedError(
+            f'{filename}: refused: it holds the Python global {name}; a checkpoint holds '
+            'tensors, numpy arrays and mmengine\'s own logs, and loading anything else could '
+            'run code: save the weights alone (a state dict) or convert the file with '
+            'tools/model_converters/') from None
+
+
+def register_checkpoint_loader() -> None:
+    """Use :func:`load_local_checkpoint` for mmengine's local files
+    (``load_from``, ``--resume``, ``init_detector``, ``Pretrained`` init).
+    It calls mmengine's own loader, only the error changes. Idempotent."""
+    from mmengine.runner import CheckpointLoader
+    if CheckpointLoader._schemes.get('') is not load_local_checkpoint:
+        CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)

@@ -8,8 +8,9 @@ from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 
 from mmdet.registry import MODELS
+from mmdet_detr_plugin.converters import plugin_to_mmdet
+from mmdet_detr_plugin.engine.hooks import guard_parse_losses
 from mmdet_detr_plugin.models.detectors.checkpoint_guard import CheckpointMismatchError
-from mmdet_detr_plugin.utils import plugin_to_mmdet
 
 from conftest import make_batch
 
@@ -86,6 +87,7 @@ def _nan_step(model, inputs, samples):
 
 def test_nan_loss_stops_naming_step_and_terms(small_plugin_cfg):
     model = build(small_plugin_cfg).train()
+    guard_parse_losses(model, 'raise')  # what PluginNonFiniteLossHook does before training
     inputs, samples = make_batch([(64, 64)], num_gts=[0])  # no boxes: NaN reaches the loss
     optim, data = _nan_step(model, inputs, samples)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -99,7 +101,8 @@ def test_nan_loss_stops_naming_step_and_terms(small_plugin_cfg):
 
 
 def test_nan_loss_skip_leaves_weights_untouched(small_plugin_cfg):
-    model = build(small_plugin_cfg, nonfinite_loss='skip').train()
+    model = build(small_plugin_cfg).train()
+    guard_parse_losses(model, 'skip')
     inputs, samples = make_batch([(64, 64)], num_gts=[0])
     optim, data = _nan_step(model, inputs, samples)
     before = {k: v.clone() for k, v in model.named_parameters()}
@@ -143,4 +146,40 @@ def test_checkpoint_with_other_num_classes(small_plugin_cfg):
     fresh = target.bbox_head.fc_cls.weight.clone()
     target.load_state_dict(source.state_dict(), strict=False)
     assert torch.equal(target.bbox_head.fc_cls.weight, fresh)
-    assert torch.equal(target.query_embedding.weight, source.query_embedding.weight)
+    assert torch.equal(target.queries.embedding.weight, source.queries.embedding.weight)
+
+
+def test_checkpoint_of_the_earlier_plugin_layout_loads(small_plugin_cfg):
+    """Version 0.1 kept the queries on the detector (query_embedding,
+    anchor_embedding, anchor_pos_mlp): such a checkpoint is renamed on load."""
+    cfg = copy.deepcopy(small_plugin_cfg)
+    cfg['queries'] = dict(type='PluginAnchorPointQueries', num_groups=2)
+    source, target = build(cfg), build(cfg)
+    old = {}
+    for key, value in source.state_dict().items():
+        key = key.replace('queries.embedding.', 'query_embedding.')
+        key = key.replace('queries.anchors.', 'anchor_embedding.')
+        old[key.replace('queries.pos_mlp.', 'anchor_pos_mlp.')] = value
+    assert 'anchor_pos_mlp.2.bias' in old and 'query_embedding.weight' in old
+    target.load_state_dict(old, strict=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_checkpoint_holding_code_is_refused_by_name(tmp_path):
+    """A file that would run code when loaded: one line naming the file and
+    the refused type, never torch's advice to turn the check off."""
+    from mmengine.runner import load_checkpoint
+
+    from mmdet_detr_plugin.utils.checkpoint_compat import CheckpointRefusedError
+    import os
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={}, meta=dict(hook=os.system)), path)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(CheckpointRefusedError) as info:
+        load_checkpoint(model, path, map_location='cpu')
+    message = str(info.value)
+    assert message.startswith(f'{path}: refused: it holds the Python global '
+                              f'{os.system.__module__}.system;')
+    assert '\n' not in message
+    assert 'weights_only' not in message and info.value.__cause__ is None

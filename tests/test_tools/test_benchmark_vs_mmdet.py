@@ -1,70 +1,70 @@
 """tools/analysis_tools/benchmark_vs_mmdet.py end to end, at a small image
-size and one timed run per row: every row is measured, outputs agree with
-mmdet's DETR (and transformers', when installed) and assignments are equal.
-The speed figures themselves are the benchmark's business, not a test's."""
+size and one timed run per row, read through its JSON: every row is
+measured, outputs agree with mmdet's DETR (and transformers', when
+installed), assignments are equal, and the file records the machine and the
+plugin's kernels. The speed figures themselves are the benchmark's
+business, not a test's."""
 import importlib.util
 import json
+import os.path as osp
+import sys
 
 from test_train_test_resume import run_tool
 
-ROWS = ['train step, end to end', 'after the backbone: fwd+bwd', 'inference, 1 image',
-        'matching 6 layers, N=100 M=10 B=2', 'matching 6 layers, N=300 M=100 B=8',
-        'matching 6 layers, N=900 M=500 B=4']
+ROWS = ['train', 'owned', 'inference', 'matching_100', 'matching_300', 'matching_900']
 
 
 def test_benchmark_runs_every_row_and_agrees(tmp_path):
     out_json = str(tmp_path / 'rows.json')
-    out = run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128',
-                   '--iters', '1', '--warmup', '0', '--json', out_json)
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128', '--iters', '1',
+             '--warmup', '0', '--pair-repeats', '1', '--pair-steps', '1', '--json', out_json)
     with open(out_json) as f:
         result = json.load(f)
     with_hf = importlib.util.find_spec('transformers') is not None
-
-    times = {row['row']: row for row in result['rows'] if 'plugin_ms' in row}
-    assert list(times) == ROWS
-    for row in times.values():
+    assert [row['key'] for row in result['rows']] == ROWS
+    for row in result['rows']:
         assert row['plugin_ms'] > 0 and row['mmdet_ms'] > 0
         assert abs(row['speedup'] - row['mmdet_ms'] / row['plugin_ms']) < 1e-9
-        assert (row['hf_ms'] is not None) == with_hf
-    memory, = (row for row in result['rows'] if row['row'] == 'peak memory MiB')
-    assert memory['plugin'] > 0 and memory['mmdet'] > 0
-
+        assert ('hf_ms' in row) == with_hf
+    assert result['memory']['plugin'] > 0 and result['memory']['mmdet'] > 0
+    assert [entry['impl'] for entry in result['together']] == ['plugin', 'mmdet']
+    assert all(len(entry['pair_s']) == 2 and entry['alone_s'] > 0
+               for entry in result['together'])
     # same numbers as mmdet's DETR with the same weights (fp32)
     assert max(result['agreement'].values()) < 1e-5
     assert result['same_assignments'] == [True, True, True]
     if with_hf:
         assert max(result['agreement_hf'].values()) < 1e-5
-    assert '| matching 6 layers, N=900 M=500 B=4' in out
-    # each timed call after an untimed one of its own (see timed_pair)
-    assert 'in alternation, each after an untimed run of its own' in out
+    # the machine and what the plugin ran
+    from mmdet_detr_plugin.accel import cpu
+    assert result['machine']['cpu_model'] == cpu.cpu_model()
+    assert result['machine']['omp_wait_policy'] == 'PASSIVE'  # set by the tool
+    assert result['accel']['linear'] in ('onednn', 'torch')
+    assert result['accel']['fold_frozen_bn'] is True
+    with_numba = importlib.util.find_spec('numba') is not None
+    assert result['matching_kernels'] == (
+        dict(solver='auto', cost_kernel='FusedDetrCost') if with_numba else
+        dict(solver='scipy', cost_kernel=None))
     assert result['args']['no_prime'] is False
-    # the matching rows say how the plugin matched: the plugin's numba solver
-    # and the fused costs when the fast extra is installed (as
-    # scripts/install.sh does)
-    solver = next(name for name, module in (('numba', 'numba'), ('lapx', 'lap'), ('scipy', 'scipy'))
-                  if importlib.util.find_spec(module))
-    assert result['args']['solver'] == solver
-    fused = 'fused (numba)' if importlib.util.find_spec('numba') else 'eager'
-    assert f"plugin's matching rows: solver='{solver}', costs {fused}" in out
-    # and how its linear layers multiplied (oneDNN where this PyTorch has it)
-    from mmdet_detr_plugin.models.layers import linear
-    expected = 'onednn' if linear._ONEDNN_LINEAR is not None else 'aten'
-    assert result['cpu_gemm'] == expected
-    from mmdet_detr_plugin.models.layers.dropout import generator_from_env
-    generator = generator_from_env()  # numpy unless DETR_PLUGIN_DROPOUT_MASK says numba
-    assert "plugin's CPU kernels: float32 linear layers on " + (
-        'oneDNN' if expected == 'onednn' else 'F.linear, as the others') + (
-        f', dropout masks drawn by {generator}') in out
 
 
-def _benchmark_module():
-    import os.path as osp
-    path = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
-                    'benchmark_vs_mmdet.py')
-    spec = importlib.util.spec_from_file_location('benchmark_vs_mmdet', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_reference_setting_runs_the_plain_model(tmp_path):
+    out_json = str(tmp_path / 'rows.json')
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--accel', 'reference', '--img-size',
+             '96', '--iters', '1', '--warmup', '0', '--skip', 'owned', 'inference', 'memory',
+             'together', 'hf', '--json', out_json)
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['accel']['linear'] == 'torch' and not result['accel']['skip_padding']
+    assert result['matching_kernels'] == dict(solver='scipy', cost_kernel=None)
+    assert [row['key'] for row in result['rows']] == ['train'] + ROWS[3:]
+    assert max(result['agreement'].values()) < 1e-5
+
+
+def _benchmark_rows():
+    sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools'))
+    import _benchmark_rows
+    return _benchmark_rows
 
 
 def test_timed_pair_primes_each_call_with_its_own():
@@ -73,7 +73,7 @@ def test_timed_pair_primes_each_call_with_its_own():
     of anyone pays, as glibc's deferred heap trim is) is not timed against
     the next one; with primed=False it is, which is what priming is for."""
     import time
-    bench = _benchmark_module()
+    bench = _benchmark_rows()
     calls, debt = [], [0.0]
 
     def leaves_debt():

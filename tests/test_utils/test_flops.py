@@ -3,7 +3,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 
 from mmdet.registry import MODELS
-from mmdet_detr_plugin.utils import plugin_to_mmdet
+from mmdet_detr_plugin.converters import plugin_to_mmdet
 from mmdet_detr_plugin.utils.flops import register_sdpa_flops
 
 from conftest import make_batch
@@ -25,7 +25,7 @@ def test_plugin_and_mmdet_detr_have_the_same_flops(small_plugin_cfg, small_mmdet
     register_sdpa_flops()
     torch.manual_seed(0)
     # unfolded, so the batch norms are counted as mmdet's are (folding is below)
-    plugin = MODELS.build(dict(small_plugin_cfg, fold_frozen_bn=False)).eval()
+    plugin = MODELS.build(dict(small_plugin_cfg, accel=dict(fold_frozen_bn=False))).eval()
     mmdet = MODELS.build(small_mmdet_cfg).eval()
     mmdet.load_state_dict(plugin_to_mmdet(plugin.state_dict()))
     inputs, samples = make_batch([(64, 96)], num_gts=[1])

@@ -1,5 +1,5 @@
 """The benchmark's rows for Hugging Face transformers' ``DetrForObjectDetection``
-(built with the plugin's weights by ``mmdet_detr_plugin.utils.convert_hf``).
+(built with the plugin's weights by ``mmdet_detr_plugin.converters.build_hf_detr``).
 
 Called the way transformers runs DETR: the model's forward with ``labels``
 returns the weighted loss with auxiliary terms (its matcher is called once
@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from mmdet_detr_plugin.utils.convert_hf import hf_labels, hf_pixel_mask as pixel_mask
+from mmdet_detr_plugin.converters import hf_labels, hf_pixel_mask as pixel_mask
 
 
 def available() -> bool:

@@ -1,7 +1,8 @@
 """Run one of MMDetection's own tools (shipped inside the mmdet package).
 
 A plugin config loads the plugin through ``custom_imports`` when the tool
-reads it. One addition, as in the plugin's train and test tools:
+reads it. As in the plugin's train and test tools, OpenMP's threads sleep
+when idle (``tools/_openmp.py``), and
 ``--cfg-options data_root=DIR`` moves the data sets and evaluators to DIR
 (mmdet's tools would change the ``data_root`` variable alone, which the data
 sets no longer read once the file is parsed).
@@ -9,6 +10,11 @@ sets no longer read once the file is parsed).
 import os.path as osp
 import runpy
 import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _openmp import passive_wait_policy  # noqa: E402
+
+passive_wait_policy()  # before torch loads OpenMP (tools/_openmp.py)
 
 
 def carry_data_root() -> None:

@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from mmdet_detr_plugin.utils.convert_original import OriginalCheckpointError, convert_original, \
+from mmdet_detr_plugin.converters import OriginalCheckpointError, convert_original, \
     load_release_file
 
 

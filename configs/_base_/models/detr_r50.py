@@ -4,6 +4,10 @@ custom_imports = dict(imports=['mmdet_detr_plugin'], allow_failed_imports=False)
 model = dict(
     type='PluginDETR',
     num_queries=100,
+    queries=dict(type='PluginDETRQueries'),  # learned object queries (DETR paper, 3.2)
+    # speed kernels: unset is accel='default' (every kernel that pays on this machine);
+    # accel='reference' runs none, accel=dict(linear='torch', ...) changes some
+    # (docs/options.md), e.g. --cfg-options model.accel.channels_last=False
     data_preprocessor=dict(
         type='DetDataPreprocessor',
         mean=[123.675, 116.28, 103.53],

@@ -1,4 +1,3 @@
-from .folded_bn import FoldedBatchNorm2d, FoldedConv2d, fold_frozen_batchnorm
 from .resnet import PluginResNet
 
-__all__ = ['PluginResNet', 'FoldedBatchNorm2d', 'FoldedConv2d', 'fold_frozen_batchnorm']
+__all__ = ['PluginResNet']

@@ -14,8 +14,7 @@ from torch import Tensor, nn
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
-from ...structures.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from ..layers.linear import Linear
+from ...structures.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, image_scale
 
 
 @MODELS.register_module()
@@ -71,10 +70,10 @@ class PluginDETRHead(BaseModule):
         criterion.setdefault('num_classes', num_classes)
         self.criterion = MODELS.build(criterion)
 
-        self.fc_cls = Linear(embed_dims, num_classes + 1)
+        self.fc_cls = nn.Linear(embed_dims, num_classes + 1)
         self.bbox_mlp = nn.ModuleList(
-            [Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
-            [Linear(embed_dims, 4)])
+            [nn.Linear(embed_dims, embed_dims) for _ in range(num_reg_fcs)] +
+            [nn.Linear(embed_dims, 4)])
         self.use_sigmoid_cls = getattr(self.criterion, 'cls_loss', 'ce') == 'focal'
 
     def init_weights(self) -> None:
@@ -153,9 +152,8 @@ class PluginDETRHead(BaseModule):
         gt_xyxy, gt_labels = self._validate_gt([gt.bboxes for gt in batch_gt_instances],
                                                gt_labels, batch_img_metas)
         gt_boxes = []  # normalised cxcywh [M_b, 4]
-        for boxes, (img_h, img_w) in zip(gt_xyxy, img_shapes):
-            scale = boxes.new_tensor([img_w, img_h, img_w, img_h])
-            gt_boxes.append(box_xyxy_to_cxcywh(boxes / scale))
+        for boxes, img_shape in zip(gt_xyxy, img_shapes):
+            gt_boxes.append(box_xyxy_to_cxcywh(boxes / image_scale(img_shape, boxes)))
         matches = self.assigner.assign_batch(all_layers_cls_scores, all_layers_bbox_preds,
                                              gt_labels, gt_boxes, img_shapes)
         return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, matches, gt_labels,
@@ -184,8 +182,7 @@ class PluginDETRHead(BaseModule):
         """
         clipped, keeps = [], []
         for b, meta in zip(boxes, batch_img_metas):
-            img_h, img_w = meta['img_shape'][:2]
-            size = b.new_tensor([img_w, img_h, img_w, img_h])
+            size = image_scale(meta['img_shape'], b)
             c = torch.minimum(b.clamp(min=0), size)
             clipped.append(c)
             keeps.append(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])) & b.isfinite().all(1))
@@ -262,8 +259,7 @@ class PluginDETRHead(BaseModule):
         boxes = box_cxcywh_to_xyxy(bbox_preds.gather(1, keep[..., None].expand(-1, -1, 4)))
         results = []
         for b, meta in enumerate(batch_img_metas):
-            img_h, img_w = meta['img_shape'][:2]
-            size = boxes.new_tensor([img_w, img_h, img_w, img_h])
+            size = image_scale(meta['img_shape'], boxes)
             det = torch.minimum((boxes[b] * size).clamp(min=0), size)
             if rescale:
                 scale_factor = meta.get('scale_factor', (1., 1.))

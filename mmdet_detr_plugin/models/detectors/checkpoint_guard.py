@@ -3,9 +3,10 @@
 mmengine loads ``load_from`` checkpoints non-strictly: a checkpoint of
 another layout (mmdet's DETR, the original release) or another class count
 only produces warnings and the run trains from random weights. The
-detector registers :func:`check_incoming_state_dict` as a load-state-dict
-pre-hook, which sees the whole incoming state dict before any tensor is
-copied and
+detector's ``_load_from_state_dict`` (the one load path of ``load_from``,
+``--resume``, ``init_detector`` and ``load_state_dict``) calls
+:func:`check_incoming_state_dict`, which sees the whole incoming state dict
+before any tensor is copied and
 
 * raises :class:`CheckpointMismatchError` listing the missing and
   unexpected keys when any of the model's tensors is missing (another
@@ -71,15 +72,3 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
                     'classes, add model.reset_classifier=True')
         raise CheckpointMismatchError('tensors of the checkpoint have other shapes than the '
                                       'model\'s:' + _listing('shapes', details) + hint)
-
-
-def register_checkpoint_guard(model: nn.Module) -> None:
-    """Run :func:`check_incoming_state_dict` whenever ``model`` loads a state dict."""
-
-    def hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
-             unexpected_keys, error_msgs) -> None:
-        check_incoming_state_dict(module, state_dict, prefix,
-                                  getattr(module, 'reset_classifier', False))
-
-    model._register_load_state_dict_pre_hook(hook, with_module=True)
-

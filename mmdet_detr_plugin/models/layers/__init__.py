@@ -1,10 +1,12 @@
 from .attention import DetrAttention
 from .positional_encoding import PluginLearnedPositionalEncoding, PluginSinePositionalEncoding
-from .transformer import (DetrDecoderLayer, DetrEncoderLayer, PluginDetrTransformerDecoder,
-                          PluginDetrTransformerEncoder)
+from .queries import PluginAnchorPointQueries, PluginDETRQueries
+from .transformer import (DetrDecoderLayer, DetrEncoderLayer, DetrFFN,
+                          PluginDetrTransformerDecoder, PluginDetrTransformerEncoder)
 
 __all__ = [
-    'DetrAttention', 'DetrEncoderLayer', 'DetrDecoderLayer', 'PluginDetrTransformerEncoder',
-    'PluginDetrTransformerDecoder', 'PluginSinePositionalEncoding',
-    'PluginLearnedPositionalEncoding'
+    'DetrAttention', 'DetrFFN', 'DetrEncoderLayer', 'DetrDecoderLayer',
+    'PluginDetrTransformerEncoder', 'PluginDetrTransformerDecoder',
+    'PluginSinePositionalEncoding', 'PluginLearnedPositionalEncoding', 'PluginDETRQueries',
+    'PluginAnchorPointQueries'
 ]

@@ -83,14 +83,35 @@ class PluginSinePositionalEncoding(BaseModule):
         if self.normalize:
             y_embed = (y_embed + self.offset) / (y_embed[:, -1:, :] + self.eps) * self.scale
             x_embed = (x_embed + self.offset) / (x_embed[:, :, -1:] + self.eps) * self.scale
-        dim_t = torch.arange(self.num_feats, dtype=torch.float32, device=not_mask.device)
+        pos = torch.cat((self._sine(y_embed), self._sine(x_embed)), dim=3)  # [B, H, W, 2F]
+        return pos.permute(0, 3, 1, 2)
+
+    def encode_points(self, points: Tensor) -> Tensor:
+        """The encoding of normalised points, as the map's cells get it.
+
+        A point (x, y) in [0, 1] is placed where ``forward`` puts a cell at
+        that fraction of the valid extent (``normalize=True``): cell (i, j)
+        of an h x w map is the point ((j + 1) / w, (i + 1) / h), up to
+        ``eps``. Used for the queries' reference points
+        (``PluginAnchorPointQueries``).
+
+        Args:
+            points (Tensor): [..., 2] (x, y) in [0, 1].
+
+        Returns:
+            Tensor: [..., 2 * num_feats] float32, y channels first.
+        """
+        points = points.float() * self.scale
+        return torch.cat((self._sine(points[..., 1]), self._sine(points[..., 0])), dim=-1)
+
+    def _sine(self, positions: Tensor) -> Tensor:
+        """[...] positions -> [..., num_feats]: position / temperature **
+        (2 * (i // 2) / num_feats), sin on even channels i and cos on odd
+        ones, interleaved: s0 c1 s2 c3 ..."""
+        dim_t = torch.arange(self.num_feats, dtype=torch.float32, device=positions.device)
         dim_t = self.temperature**(2 * torch.div(dim_t, 2, rounding_mode='floor') / self.num_feats)
-        pos_x = x_embed[..., None] / dim_t  # [B, H, W, num_feats]
-        pos_y = y_embed[..., None] / dim_t
-        # sin on even channels, cos on odd ones, interleaved: s0 c1 s2 c3 ...
-        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
-        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
-        return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)  # [B, 2F, H, W]
+        pos = positions[..., None] / dim_t  # [..., num_feats]
+        return torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), dim=-1).flatten(-2)
 
     def extra_repr(self) -> str:
         return (f'num_feats={self.num_feats}, temperature={self.temperature}, '

@@ -25,7 +25,7 @@ each produce, after DDP's gradient averaging, exactly the gradients of one
 process with P * b images (the reference normalises the cross-entropy per
 process instead; ``sync_cls_avg_factor=False`` restores that).
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.utils import reduce_mean
-from ...structures.box_ops import aligned_generalized_box_iou, box_cxcywh_to_xyxy
+from ...structures.box_ops import aligned_generalized_box_iou, box_cxcywh_to_xyxy, image_scale
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25,
@@ -185,8 +185,7 @@ class PluginSetCriterion(BaseModule):
         matched = bbox_preds[layer_inds, batch_inds, query_inds]
         targets = all_boxes[flat_gt_inds]
         loss_bbox = (matched - targets).abs().sum((1, 2)) / num_boxes
-        scales = torch.tensor([[s[1], s[0], s[1], s[0]] for s in img_shapes],
-                              dtype=matched.dtype, device=device)[batch_inds]  # [K, 4]
+        scales = torch.stack([image_scale(s, matched) for s in img_shapes])[batch_inds]  # [K, 4]
         giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched) * scales,
                                            box_cxcywh_to_xyxy(targets) * scales, self.iou_eps)
         loss_iou = (1 - giou).sum(1) / num_boxes

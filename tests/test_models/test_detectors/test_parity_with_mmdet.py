@@ -3,17 +3,26 @@
 Both models are built small, the plugin's weights are copied into mmdet's
 through the converter, and a padded batch of two images of different sizes
 goes through both (so padding masks and positional encodings are covered).
+Every test runs with the plugin's default speed kernels and with none
+(``accel='reference'``).
 """
+import pytest
 import torch
 from mmengine.structures import InstanceData
 
 from mmdet.registry import MODELS
 from mmdet_detr_plugin.structures.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from mmdet_detr_plugin.utils import mmdet_to_plugin, plugin_to_mmdet
+from mmdet_detr_plugin.converters import mmdet_to_plugin, plugin_to_mmdet
 
 from conftest import make_batch
 
 ATOL = 1e-5
+
+
+@pytest.fixture(params=['default', 'reference'])
+def small_plugin_cfg(request, small_plugin_cfg):
+    small_plugin_cfg['accel'] = request.param
+    return small_plugin_cfg
 
 
 def build_pair(plugin_cfg, mmdet_cfg):

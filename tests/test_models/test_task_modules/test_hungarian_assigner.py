@@ -6,8 +6,9 @@ import torch
 from mmengine.structures import InstanceData
 
 from mmdet.registry import TASK_UTILS
-from mmdet_detr_plugin.models.task_modules import (PluginHungarianAssigner, solve_assignment,
-                                                   solve_many)
+from mmdet_detr_plugin.models.task_modules import (PluginHungarianAssigner, ScipySolver,
+                                                   solve_assignment)
+from mmdet_detr_plugin.models.task_modules.assigners.solvers import host_buffer
 from mmdet_detr_plugin.structures.box_ops import box_cxcywh_to_xyxy
 
 
@@ -143,55 +144,57 @@ def test_fp16_inputs_are_matched_in_fp32():
         assert q1.shape == q2.shape
 
 
-def test_solve_many_on_threads_equals_serial(monkeypatch):
-    """The pool cuts the list into runs; every problem must come back in
+def problems_of(costs):
+    """The flat buffer and shapes of the batch interface."""
+    flat = np.concatenate([c.ravel() for c in costs]).astype(np.float32)
+    return flat, [c.shape for c in costs]
+
+
+def test_scipy_solver_on_threads_equals_serial():
+    """The pool cuts the batch into runs; every problem must come back in
     order and solved exactly as on its own (ties and empty ones included)."""
-    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
-    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)
     rng = np.random.default_rng(0)
     costs = [rng.random((m, n)).astype(np.float32)
              for m, n in [(3, 7), (0, 7), (7, 3), (1, 1), (40, 90), (5, 5), (2, 9)]]
     costs.append(np.zeros((4, 6), dtype=np.float32))  # all ties
     expected = [solve_assignment(c) for c in costs]
+    expected_rows = np.concatenate([r for r, _ in expected])
+    expected_cols = np.concatenate([c for _, c in expected])
+    solver = ScipySolver(parallel_min_elements=0)  # the pool even for this small batch
     for threads in (1, 2, 3, 8, 20):
-        got = solve_many(costs, threads)
-        assert len(got) == len(costs)
-        for (r1, c1), (r2, c2) in zip(got, expected):
-            assert np.array_equal(r1, r2) and np.array_equal(c1, c2)
+        rows, cols = solver.solve_batch(*problems_of(costs), threads)
+        assert np.array_equal(rows, expected_rows) and np.array_equal(cols, expected_cols)
 
 
-def test_assign_batch_same_matches_for_any_thread_count(monkeypatch):
-    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
-    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)
+def test_assign_batch_same_matches_for_any_thread_count():
     args = _random_batch(num_layers=6, queries=30, gts=(9, 0, 40), seed=11)
     ref = PluginHungarianAssigner(num_threads=1).assign_batch(*args)
     for threads in (2, 3):
-        got = PluginHungarianAssigner(num_threads=threads).assign_batch(*args)
+        assigner = PluginHungarianAssigner(num_threads=threads)
+        assigner.solver = ScipySolver(parallel_min_elements=0)
+        got = assigner.assign_batch(*args)
         for (q1, g1), (q2, g2) in zip(got, ref):
             assert torch.equal(q1, q2) and torch.equal(g1, g2)
 
 
 def test_cost_buffer_is_reused_and_results_do_not_alias_it():
-    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
-    hungarian_assigner._HOST_COSTS.__dict__.clear()  # as in a new thread
     assigner = PluginHungarianAssigner()
     small = _random_batch(num_layers=2, queries=9, gts=(3, 1, 2), seed=3)
     large = _random_batch(num_layers=6, queries=40, gts=(30, 5, 12), seed=4)
     first = assigner.assign_batch(*small)
     expected = [(q.clone(), g.clone()) for q, g in first]
-    buf = hungarian_assigner._host_costs(1)
     # a larger batch grows the buffer; later smaller ones reuse it
     large_ref = assigner.assign_batch(*large)
-    grown = hungarian_assigner._host_costs(1)
-    assert grown.data_ptr() != buf.data_ptr()
+    grown = host_buffer(1)
+    assert grown.untyped_storage().nbytes() >= 4 * 6 * 40 * (30 + 5 + 12)
     assert assigner.assign_batch(*small) is not None
-    assert hungarian_assigner._host_costs(1).data_ptr() == grown.data_ptr()
-    # the first call's matches are untouched by the calls that reused the
-    # buffer, and a reused buffer gives the matches of a new one
+    assert host_buffer(1).data_ptr() == grown.data_ptr()
+    # the first call's matches are untouched by the calls that reused the buffer
     for (q, g), (q0, g0) in zip(first, expected):
         assert torch.equal(q, q0) and torch.equal(g, g0)
-    hungarian_assigner._HOST_COSTS.__dict__.clear()
-    for (q, g), (q0, g0) in zip(PluginHungarianAssigner().assign_batch(*large), large_ref):
+    # a buffer full of another batch's costs gives the matches of a fresh one
+    host_buffer(10**5).fill_(float('nan'))
+    for (q, g), (q0, g0) in zip(assigner.assign_batch(*large), large_ref):
         assert torch.equal(q, q0) and torch.equal(g, g0)
 
 
@@ -204,96 +207,10 @@ def test_assign_batch_rejects_nan_and_bad_thread_count():
         PluginHungarianAssigner(num_threads=0)
 
 
-# ---------------------------------------------------------------------- #
-# the optional solvers: the plugin's (numba) and lapx's
-# ---------------------------------------------------------------------- #
-FAST_SOLVERS = [('numba', 'numba'), ('lapx', 'lap')]  # solver, module it needs
-
-
-@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
-@pytest.mark.parametrize('shape', [(10, 100), (100, 300), (300, 100), (1, 7), (7, 1), (40, 40),
-                                   (500, 900), (900, 500)])
-def test_fast_solver_equals_scipy_on_random_costs(solver, module, shape):
-    pytest.importorskip(module)
-    rng = np.random.default_rng(shape[0] * 7 + shape[1])
-    for _ in range(3 if shape[0] * shape[1] > 10000 else 20):
-        cost = (rng.random(shape) * 5 + rng.normal(size=(shape[0], 1))).astype(np.float32)
-        rows, cols = solve_assignment(cost, solver=solver)
-        ref_rows, ref_cols = solve_assignment(cost)
-        assert np.array_equal(rows, ref_rows) and np.array_equal(cols, ref_cols)
-
-
-@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
-def test_fast_solver_is_optimal_on_ties_and_small_problems(solver, module):
-    """Where the optimum is tied, another matching may be picked: it must be
-    one-to-one, of min(R, C) pairs, and of the optimal total cost."""
-    pytest.importorskip(module)
-    rng = np.random.default_rng(3)
-    costs = [np.zeros((4, 6)), np.ones((3, 3)), rng.integers(0, 3, size=(5, 4)).astype(float),
-             rng.integers(0, 2, size=(3, 6)).astype(float), np.array([[1., 1.], [1., 1.]])]
-    costs += [rng.normal(size=shape) for shape in [(5, 3), (4, 4), (3, 5), (6, 1), (1, 4)]]
-    costs += [rng.integers(0, 3, size=shape).astype(np.float32)
-              for shape in [(4, 7), (6, 6), (7, 3), (2, 8)] for _ in range(5)]
-    for cost in costs:
-        rows, cols = solve_assignment(cost, solver=solver)
-        assert len(rows) == min(cost.shape) and np.all(np.diff(rows) > 0)
-        assert len(set(cols.tolist())) == len(cols)
-        assert cost[rows, cols].sum() == pytest.approx(brute_force_min(cost))
-    empty = solve_assignment(np.zeros((0, 5)), solver=solver)
-    assert empty[0].shape == (0, ) and empty[1].shape == (0, )
-
-
-def test_numba_solver_inputs_and_large_ties():
-    """float64, transposed, strided and integer costs are solved as their
-    float64 values; in a large all-tied problem every row takes the first free
-    column of its minima, so no augmenting path is needed; non-finite costs
-    are refused."""
-    pytest.importorskip('numba')
-    from mmdet_detr_plugin.models.task_modules.assigners import lap_solver
-    rng = np.random.default_rng(5)
-    cost = rng.normal(size=(30, 50))
-    for variant in (cost, np.asfortranarray(cost), np.repeat(cost, 2, axis=1)[:, ::2],
-                    cost.T):
-        got = lap_solver.solve(variant)
-        ref = solve_assignment(np.ascontiguousarray(variant))
-        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
-    ints = rng.integers(0, 10, size=(6, 5))
-    rows, cols = lap_solver.solve(ints)
-    assert ints[rows, cols].sum() == brute_force_min(ints.astype(float))
-    rows, cols = lap_solver.solve(np.zeros((600, 900), np.float32))
-    assert rows.tolist() == list(range(600)) and cols.tolist() == list(range(600))
-    with pytest.raises(ValueError, match='not finite'):
-        lap_solver.solve(np.full((2, 3), np.inf))
-
-
-@pytest.mark.parametrize('solver,module', FAST_SOLVERS)
-def test_assign_batch_with_fast_solver_equals_scipy(monkeypatch, solver, module):
-    pytest.importorskip(module)
-    from mmdet_detr_plugin.models.task_modules.assigners import hungarian_assigner
-    monkeypatch.setattr(hungarian_assigner, 'PARALLEL_MIN_ELEMENTS', 0)  # the threaded path too
-    args = _random_batch(num_layers=6, queries=30, gts=(9, 0, 40), seed=13)
-    ref = PluginHungarianAssigner().assign_batch(*args)
-    for threads in (1, 2):
-        got = PluginHungarianAssigner(solver=solver, num_threads=threads).assign_batch(*args)
-        for (q1, g1), (q2, g2) in zip(got, ref):
-            assert torch.equal(q1, q2) and torch.equal(g1, g2)
-    # and the per-image contract, from a config
-    assigner = TASK_UTILS.build(dict(type='PluginHungarianAssigner', solver=solver))
-    pred = InstanceData(scores=torch.zeros(3, 3),
-                        bboxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.],
-                                             [0., 20., 10., 30.]]))
-    gt = InstanceData(labels=torch.tensor([0, 1]),
-                      bboxes=torch.tensor([[21., 19., 30., 31.], [0., 0., 9., 11.]]))
-    assert assigner.assign(pred, gt, dict(img_shape=(40, 40))).gt_inds.tolist() == [2, 1, 0]
-
-
-def test_bad_solver_and_missing_packages_name_the_key(monkeypatch):
+def test_bad_solver_and_missing_numba_name_the_key(monkeypatch):
     with pytest.raises(ValueError,
-                       match="solver must be one of \\['lapx', 'numba', 'scipy'\\], got 'lap'"):
-        PluginHungarianAssigner(solver='lap')
-    monkeypatch.setitem(__import__('sys').modules, 'lap', None)  # as if not installed
-    with pytest.raises(ImportError, match="solver='lapx'.*pip install 'lapx>=0.11'"):
+                       match="solver must be one of \\['numba', 'scipy'\\], got 'lapx'"):
         PluginHungarianAssigner(solver='lapx')
-    monkeypatch.setitem(__import__('sys').modules, 'numba', None)
+    monkeypatch.setitem(__import__('sys').modules, 'numba', None)  # as if not installed
     with pytest.raises(ImportError, match="solver='numba'.*pip install numba"):
         PluginHungarianAssigner(solver='numba')

@@ -1,8 +1,9 @@
-from .hungarian_assigner import PluginHungarianAssigner, solve_assignment, solve_many
+from .hungarian_assigner import PluginHungarianAssigner
 from .match_costs import (PluginBBoxL1Cost, PluginClassificationCost, PluginFocalLossCost,
                           PluginIoUCost)
+from .solvers import ScipySolver, get_solver, solve_assignment
 
 __all__ = [
-    'PluginHungarianAssigner', 'solve_assignment', 'solve_many', 'PluginClassificationCost',
-    'PluginBBoxL1Cost', 'PluginIoUCost', 'PluginFocalLossCost'
+    'PluginHungarianAssigner', 'PluginClassificationCost', 'PluginBBoxL1Cost', 'PluginIoUCost',
+    'PluginFocalLossCost', 'ScipySolver', 'get_solver', 'solve_assignment'
 ]

@@ -1,54 +1,35 @@
 """One-to-one matching of queries to ground-truth boxes (DETR paper, 3.1).
 
 ``PluginHungarianAssigner`` solves the linear sum assignment of a weighted
-sum of match costs, with scipy's solver by default; with ``solver='numba'``
-with the plugin's own shortest-augmenting-path solver (``lap_solver.py``,
-compiled by numba; on DETR's dense cost matrices 5-6x faster than scipy and
-1.3-1.7x faster than lapx, on one thread), or
-with ``solver='lapx'`` with the Jonker-Volgenant solver of the ``lapx``
-package (2-5x faster than scipy). numba and lapx are optional dependencies.
-Two entry points:
+sum of match costs (``match_costs.py``) with a solver (``solvers.py``:
+scipy's by default). Two entry points:
 
 * ``assign(pred_instances, gt_instances, img_meta) -> AssignResult``: mmdet's
   assigner contract, one image and one decoder layer, so the assigner drops
   into mmdet's ``DETRHead`` and its relatives;
 * ``assign_batch(...)``: every decoder layer and every image of a batch at
-  once. The cost matrices of each image are computed for all layers in one
-  batched operation (in cache-sized chunks of layers when they are large),
-  copied to the host in a single transfer for the whole batch, and the index
-  results come back in a single transfer; this is what the plugin's head
-  uses (mmdet's path costs one device round trip per layer and image).
-  The (image, layer) problems are solved on a pool of host threads when
-  they are large (scipy and lapx release the GIL; ``solver='numba'`` solves
-  them all in one compiled call on numba's threads), so dense scenes use
-  all the cores the process was given.
+  once, what the plugin's head uses. The cost matrices of each image are
+  computed for all layers in one batched operation (in cache-sized chunks of
+  layers when they are large) into one buffer for the batch, copied to the
+  host in a single transfer, solved, and the indices come back in a single
+  transfer (mmdet's path costs one device round trip per layer and image).
 
 Costs are gt-major, [M, N] per layer: scipy's solver transposes an [N, M]
 problem with N > M to exactly this orientation, so solving [M, N] directly
-finds the same matching (ties included) as mmdet's assigner does. All
-solvers are exact and work in float64: they return the same matching
-whenever the optimum is unique (always, in practice, for real-valued
-costs); among tied optima (duplicate boxes, identical predictions) numba's
-and lapx's may pick another one of equal total cost.
+finds the same matching (ties included) as mmdet's assigner does.
 """
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmengine.structures import InstanceData
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mmdet.models.task_modules.assigners import AssignResult, BaseAssigner
 from mmdet.registry import TASK_UTILS
 from mmdet.utils import ConfigType
-from ....structures.box_ops import box_cxcywh_to_xyxy
-from . import lap_solver
-from .fused_costs import detr_cost_cpu, fused_weights
+from ....structures.box_ops import box_cxcywh_to_xyxy, image_scale
+from .solvers import get_solver, host_buffer
 
 # Default costs: DETR's weights (class 1, L1 5, GIoU 2).
 DETR_MATCH_COSTS = (
@@ -57,155 +38,14 @@ DETR_MATCH_COSTS = (
     dict(type='PluginIoUCost', weight=2.),
 )
 
-
 # Elements of one cost block computed at once; larger images are split by
 # layer so that each elementwise pass stays in cache.
 CHUNK_ELEMENTS = 1 << 19
 
-# From this many cost elements in an image (L * M * N) DETR's costs are
-# computed by the fused CPU kernel when numba is installed. Below it the eager
-# costs take about a millisecond and numba (about 100 MiB of memory once
-# imported) is not loaded: DETR on COCO (100 queries, tens of boxes) stays
-# below it, dense scenes are above.
-FUSED_MIN_ELEMENTS = 1 << 16
-
-# Below this many cost elements in a batch the problems are solved on the
-# calling thread: handing them to a pool costs more than it saves.
-PARALLEL_MIN_ELEMENTS = 1 << 17
-
-
-NONFINITE_COSTS = ('matching costs contain NaN or inf: the predictions of this step are '
-                   'not finite (the model has diverged; lower the learning rate or check '
-                   'the input data)')
-
-
-def _check_finite(cost: np.ndarray) -> None:
-    if not np.isfinite(cost).all():
-        raise ValueError(NONFINITE_COSTS)
-
-
-def _lapx_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
-    try:
-        from lap import lapjvh
-    except ImportError as err:
-        raise ImportError(
-            "PluginHungarianAssigner(solver='lapx') needs the lapx package (>= 0.11): "
-            "pip install 'lapx>=0.11' (or mmdet-detr-plugin[fast]), or set the "
-            "assigner's solver='scipy'") from err
-    # rectangular costs solved natively (no padding to a square), in float64
-    # as scipy's solver works
-    return partial(lapjvh, extend_cost=True, return_cost=False, precision='float64')
-
-
-def _numba_solver() -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
-    if not lap_solver.available():  # checked without compiling the solver
-        raise ImportError(lap_solver.MISSING_NUMBA)
-    return lap_solver.solve
-
-
-# solver name -> factory of a function that takes an [R, C] float cost matrix
-# and returns (rows, cols), rows ascending; lapx and numba are imported only
-# when asked
-SOLVERS: Dict[str, Callable[[], Callable]] = {
-    'scipy': lambda: linear_sum_assignment,
-    'numba': _numba_solver,
-    'lapx': _lapx_solver,
-}
-
-
-def get_solver(name: str) -> Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]:
-    """The solve function of ``SOLVERS[name]``; a clear error for a bad name."""
-    if name not in SOLVERS:
-        raise ValueError(f'PluginHungarianAssigner: solver must be one of {sorted(SOLVERS)}, '
-                         f'got {name!r}')
-    return SOLVERS[name]()
-
-
-def solve_assignment(cost: np.ndarray, check: bool = True,
-                     solver: str = 'scipy') -> Tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost one-to-one matching of an [R, C] cost matrix.
-
-    Returns ``(rows, cols)``, each of length ``min(R, C)``, rows ascending.
-    Raises ``ValueError`` naming the problem when the costs are not finite
-    (usually NaN predictions from a diverged model); ``check=False`` skips
-    that test for costs already checked. ``solver``: a key of ``SOLVERS``.
-    """
-    return _solve(cost, get_solver(solver), check)
-
-
-def _solve(cost: np.ndarray, solve: Callable, check: bool = False
-           ) -> Tuple[np.ndarray, np.ndarray]:
-    if cost.size == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    if check:
-        _check_finite(cost)
-    return solve(cost)
-
-
-_POOLS: Dict[Tuple[int, int], ThreadPoolExecutor] = {}
-
-# per thread: pinned or not -> flat float32 host tensor, grown on demand
-_HOST_COSTS = threading.local()
-
-
-def _host_costs(numel: int, pin: bool = False) -> Tensor:
-    """A flat float32 CPU tensor of ``numel`` elements, reused across calls.
-
-    The cost matrices of a dense batch are tens of MiB (6 x 500 x 900 x 4
-    images: 43 MiB). A fresh CPU tensor of that size is new memory from the
-    OS at every step, and first touching its pages cost 20-40 ms per step
-    on a 2-core CPU, more than computing the costs (device memory needs no
-    such care: torch's caching allocator already reuses it). The buffer is
-    kept per thread and grows by a quarter more than asked, so that a batch
-    with a few more boxes does not allocate again. ``pin``: page-locked, for
-    the copy from a CUDA device.
-    """
-    buffers = _HOST_COSTS.__dict__.setdefault('buffers', {})
-    buf = buffers.get(pin)
-    if buf is None or buf.numel() < numel:
-        buf = buffers[pin] = torch.empty(numel + numel // 4, dtype=torch.float32,
-                                         pin_memory=pin)
-    return buf[:numel]
-
-
-def _pool(num_threads: int) -> ThreadPoolExecutor:
-    """A pool per process (a forked child gets its own) and size."""
-    key = (os.getpid(), num_threads)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(num_threads, thread_name_prefix='detr-matching')
-    return _POOLS[key]
-
-
-def _solve_serial(costs: Sequence[np.ndarray],
-                  solve: Callable) -> List[Tuple[np.ndarray, np.ndarray]]:
-    return [_solve(cost, solve) for cost in costs]
-
-
-def solve_many(costs: Sequence[np.ndarray], num_threads: int = 1,
-               solver: str = 'scipy') -> List[Tuple[np.ndarray, np.ndarray]]:
-    """``solve_assignment`` of each cost matrix, in order.
-
-    With ``num_threads > 1`` and enough work, the list is cut into
-    ``num_threads`` runs of about equal size solved on a thread pool; each
-    problem is solved exactly as on its own, so the results do not depend on
-    the number of threads. The costs must already be finite.
-    """
-    solve = get_solver(solver)
-    num_threads = min(num_threads, len(costs))
-    if num_threads <= 1 or sum(cost.size for cost in costs) < PARALLEL_MIN_ELEMENTS:
-        return _solve_serial(costs, solve)
-    # contiguous runs balanced by size (scipy's time grows with R * C)
-    sizes = np.cumsum([cost.size for cost in costs])
-    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, num_threads) / num_threads)
-    bounds = [0, *cuts.tolist(), len(costs)]
-    runs = [costs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    # the calling thread solves the first run while the pool solves the rest
-    futures = [_pool(num_threads - 1).submit(_solve_serial, run, solve) for run in runs[1:]]
-    results = _solve_serial(runs[0], solve)
-    for future in futures:
-        results.extend(future.result())
-    return results
+# ``cost_kernel(logits, boxes, gt_labels, gt_boxes, img_shape, out) -> bool``:
+# writes one image's total cost into ``out`` and returns True, or returns
+# False (``out`` untouched) for the batched costs to compute it
+CostKernel = Callable[[Tensor, Tensor, Tensor, Tensor, Sequence[int], Tensor], bool]
 
 
 @TASK_UTILS.register_module()
@@ -225,15 +65,19 @@ class PluginHungarianAssigner(BaseAssigner):
             was given (1 per process under ``torchrun`` unless
             ``OMP_NUM_THREADS`` says otherwise). The matches do not depend on
             it.
-        solver (str): ``'scipy'`` (default: scipy's
-            ``linear_sum_assignment``, the solver of mmdet's assigner),
-            ``'numba'`` (the plugin's shortest-augmenting-path solver from a
-            greedy start, ``lap_solver.py``, compiled by the optional numba
-            package; 5-6x faster than scipy on DETR's dense costs; in
-            ``assign_batch`` all problems go to one compiled parallel call) or
-            ``'lapx'`` (Jonker-Volgenant, ``lap.lapjvh`` of the optional
-            ``lapx`` package; 2-5x faster than scipy). All give the same
-            matches unless the optimum is tied.
+        solver (str): ``'scipy'`` (default: scipy's ``linear_sum_assignment``,
+            the solver of mmdet's assigner) or ``'numba'`` (the plugin's
+            compiled solver, ``mmdet_detr_plugin/accel/lap_solver.py``,
+            5-6x faster on DETR's dense costs; needs numba). Both give the
+            same matches unless the optimum is tied. Inside ``PluginDETR``
+            the detector's ``model.accel`` chooses it (``solver``).
+
+    Attributes:
+        solver: the solver object (``solvers.py``'s batch interface).
+        cost_kernel (callable, optional): a faster computation of the total
+            cost of one image (see ``CostKernel``), set by
+            ``mmdet_detr_plugin.accel``; None (the default) computes the
+            costs term by term.
 
     Example:
         >>> assigner = PluginHungarianAssigner()
@@ -257,15 +101,13 @@ class PluginHungarianAssigner(BaseAssigner):
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ValueError(f'PluginHungarianAssigner: num_threads must be a positive int '
                              f'or None, got {num_threads!r}')
-        get_solver(solver)  # fail at build time, naming the key
         self.num_threads = num_threads
-        self.solver = solver
+        self.solver = get_solver(solver)  # fails at build time, naming the key
         self.match_costs = [
             TASK_UTILS.build(cfg) if isinstance(cfg, dict) else cfg for cfg in match_costs
         ]
         self._all_batched = all(hasattr(cost, 'batched') for cost in self.match_costs)
-        # DETR's three costs: one fused pass per element on the CPU (numba)
-        self._fused_weights = fused_weights(self.match_costs)
+        self.cost_kernel: Optional[CostKernel] = None
 
     # ------------------------------------------------------------------ #
     # mmdet's contract: one image, one layer
@@ -293,8 +135,7 @@ class PluginHungarianAssigner(BaseAssigner):
         if num_gts and num_preds:
             cost = sum(c(pred_instances=pred_instances, gt_instances=gt_instances,
                          img_meta=img_meta) for c in self.match_costs)  # [N, M]
-            rows, cols = solve_assignment(cost.detach().float().cpu().numpy(),
-                                          solver=self.solver)
+            rows, cols = self.solver.solve(cost.detach().float().cpu().numpy())
             rows = torch.from_numpy(rows).to(device)
             cols = torch.from_numpy(cols).to(device)
             gt_inds[rows] = cols + 1
@@ -323,10 +164,8 @@ class PluginHungarianAssigner(BaseAssigner):
         num_layers, num_queries = logits.shape[:2]
         if out is None:
             out = logits.new_empty(num_layers, len(gt_labels), num_queries, dtype=torch.float32)
-        if (self._fused_weights is not None and out.device.type == 'cpu' and out.is_contiguous()
-                and out.numel() >= FUSED_MIN_ELEMENTS and not torch.jit.is_tracing()
-                and detr_cost_cpu(logits, boxes, gt_labels, gt_boxes, img_shape,
-                                  self._fused_weights, out)):
+        if self.cost_kernel is not None and self.cost_kernel(logits, boxes, gt_labels,
+                                                             gt_boxes, img_shape, out):
             return out
         if self._all_batched:
             # layer chunks of about CHUNK_ELEMENTS costs: each term of a chunk
@@ -343,7 +182,7 @@ class PluginHungarianAssigner(BaseAssigner):
                         target.add_(term)
             return out
         # mmdet's costs: one (layer) at a time through their own contract
-        scale = boxes.new_tensor([img_shape[1], img_shape[0]] * 2)
+        scale = image_scale(img_shape, boxes)
         gt = InstanceData(labels=gt_labels, bboxes=box_cxcywh_to_xyxy(gt_boxes) * scale)
         meta = dict(img_shape=tuple(img_shape[:2]))
         layers = []
@@ -376,7 +215,7 @@ class PluginHungarianAssigner(BaseAssigner):
         # 1. cost matrices, [L, M_b, N] per image, written into one flat buffer
         shapes = [len(labels) if num_queries else 0 for labels in gt_labels]
         total = num_layers * num_queries * sum(shapes)
-        host = _host_costs(total, pin=logits.device.type == 'cuda')
+        host = host_buffer(total, pin=logits.device.type == 'cuda')
         buffer = host if logits.device.type == 'cpu' else logits.new_empty(total)
         offset = 0
         for b, num_gts in enumerate(shapes):
@@ -390,41 +229,20 @@ class PluginHungarianAssigner(BaseAssigner):
         # 2. one device -> host copy for the whole batch
         if buffer is not host:
             host.copy_(buffer)
-        host = host.numpy()
-        # 3. solve each (image, layer) on the host; 4. one host -> device copy
-        # of all indices
-        threads = self.num_threads or torch.get_num_threads()
-        if self.solver == 'numba':
-            # all problems in one compiled call, which also checks the costs
-            try:
-                rows, cols = lap_solver.solve_blocks(
-                    host, [(num_gts, num_queries) for num_gts in shapes if num_gts
-                           for _ in range(num_layers)], threads)
-            except ValueError as err:
-                raise ValueError(NONFINITE_COSTS) from err
-            flat = torch.from_numpy(np.concatenate([cols, rows]))  # queries, then gts
-        else:
-            _check_finite(host)
-            problems, offset = [], 0
-            for num_gts in shapes:
-                if not num_gts:  # no boxes, or no queries
-                    continue
-                block = host[offset:offset + num_layers * num_queries * num_gts]
-                problems.extend(block.reshape(num_layers, num_gts, num_queries))
-                offset += block.size
-            solved = solve_many(problems, threads, self.solver)
-            flat = torch.from_numpy(np.concatenate([queries for _, queries in solved] +
-                                                   [gts for gts, _ in solved]).astype(np.int64)) \
-                if solved else torch.empty(0, dtype=torch.long)
-        device = logits.device
-        flat = flat.to(device, non_blocking=True)
+        # 3. solve each (image, layer) problem on the host
+        problems = [(num_gts, num_queries) for num_gts in shapes if num_gts
+                    for _ in range(num_layers)]
+        gts, queries = self.solver.solve_batch(host.numpy(), problems,
+                                               self.num_threads or torch.get_num_threads())
+        # 4. one host -> device copy of all indices, split per image: [L, K_b]
+        flat = torch.from_numpy(np.concatenate([queries, gts]))
+        flat = flat.to(logits.device, non_blocking=True)
         half = flat.numel() // 2
-        flat_rows, flat_cols = flat[:half], flat[half:]
         results, start = [], 0
         for num_gts in shapes:
             k = min(num_queries, num_gts)
             size = num_layers * k
-            results.append((flat_rows[start:start + size].view(num_layers, k),
-                            flat_cols[start:start + size].view(num_layers, k)))
+            results.append((flat[start:start + size].view(num_layers, k),
+                            flat[half + start:half + start + size].view(num_layers, k)))
             start += size
         return results

@@ -26,13 +26,7 @@ from torch import Tensor
 
 from mmdet.registry import TASK_UTILS
 from ....structures.box_ops import (box_cxcywh_to_xyxy, box_xyxy_to_cxcywh,
-                                    generalized_box_iou)
-
-
-def _image_scale(img_shape: Sequence[int], ref: Tensor) -> Tensor:
-    """(h, w) -> [4] tensor (w, h, w, h) on ``ref``'s device, float32."""
-    img_h, img_w = img_shape[:2]
-    return torch.tensor([img_w, img_h, img_w, img_h], dtype=torch.float32, device=ref.device)
+                                    generalized_box_iou, image_scale)
 
 
 class _MatchCost:
@@ -120,7 +114,7 @@ class PluginBBoxL1Cost(_MatchCost):
 
     def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
                  img_meta: dict, **kwargs) -> Tensor:
-        scale = _image_scale(img_meta['img_shape'], pred_instances.bboxes)
+        scale = image_scale(img_meta['img_shape'], pred_instances.bboxes.float())
         boxes = box_xyxy_to_cxcywh(pred_instances.bboxes.float() / scale)
         gt_boxes = box_xyxy_to_cxcywh(gt_instances.bboxes.float() / scale)
         return self.batched(None, boxes[None], None, gt_boxes, None)[0].t()
@@ -144,8 +138,9 @@ class PluginIoUCost(_MatchCost):
     def batched(self, logits: Optional[Tensor], boxes: Tensor, gt_labels: Optional[Tensor],
                 gt_boxes: Tensor, img_shape: Sequence[int]) -> Tensor:
         """boxes [L, N, 4], gt_boxes [M, 4], normalised cxcywh -> [L, M, N]."""
-        scale = _image_scale(img_shape, boxes)
-        boxes = box_cxcywh_to_xyxy(boxes.float()) * scale
+        boxes = boxes.float()
+        scale = image_scale(img_shape, boxes)
+        boxes = box_cxcywh_to_xyxy(boxes) * scale
         gt_boxes = box_cxcywh_to_xyxy(gt_boxes.float()) * scale
         return generalized_box_iou(gt_boxes, boxes, self.eps).mul_(-self.weight)
 

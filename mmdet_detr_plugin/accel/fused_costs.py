@@ -11,10 +11,10 @@ Every operation is the eager form's, in the same order and in float32, so
 the costs are bitwise equal to ``PluginHungarianAssigner``'s eager path
 (the tests compare them element for element), and so are the matches.
 
-Used by ``PluginHungarianAssigner.batched_cost`` for CPU tensors when its
-costs are exactly ``[PluginClassificationCost, PluginBBoxL1Cost,
-PluginIoUCost]`` in that order (any weights), DETR's default; anything else
-takes the eager path.
+:class:`FusedDetrCost` is installed as a ``PluginHungarianAssigner``'s
+``cost_kernel`` by ``accelerate`` when its costs are exactly
+``[PluginClassificationCost, PluginBBoxL1Cost, PluginIoUCost]`` in that order
+(any weights), DETR's default; anything else keeps the eager path.
 """
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple
@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ....structures.box_ops import box_cxcywh_to_xyxy
-from ... import compiled
-from .match_costs import PluginBBoxL1Cost, PluginClassificationCost, PluginIoUCost
+from ..models.task_modules.assigners.match_costs import (PluginBBoxL1Cost,
+                                                         PluginClassificationCost, PluginIoUCost)
+from ..structures.box_ops import box_cxcywh_to_xyxy, image_scale
+from . import compiled
 
 
 def _compile():
@@ -90,38 +91,58 @@ def fused_weights(match_costs: Sequence) -> Optional[Tuple[float, float, float, 
     return cls.weight, l1.weight, iou.weight, iou.eps
 
 
-def detr_cost_cpu(logits: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
-                  img_shape: Sequence[int], weights: Tuple[float, float, float, float],
-                  out: Tensor) -> bool:
-    """Write ``-w_cls p[label] + w_l1 L1 - w_giou GIoU`` of one image into
-    ``out``; False (``out`` untouched) when numba is not installed.
+MISSING_NUMBA = ("model.accel.matching_costs='fused' computes the matching costs with "
+                 "numba: pip install numba (or mmdet-detr-plugin[fast]), or set "
+                 "model.accel.matching_costs='auto'")
+
+
+class FusedDetrCost:
+    """``cost_kernel`` of ``PluginHungarianAssigner``: writes
+    ``-w_cls p[label] + w_l1 L1 - w_giou GIoU`` of one image into ``out``
+    in one compiled pass, for CPU tensors of at least ``min_elements`` costs.
 
     Args:
-        logits (Tensor): [L, N, C + 1] class logits (CPU).
-        boxes (Tensor): [L, N, 4] normalised cxcywh.
-        gt_labels (Tensor): [M] labels.
-        gt_boxes (Tensor): [M, 4] normalised cxcywh.
-        img_shape (tuple): (h, w) in pixels; GIoU is taken in pixels.
         weights (tuple): ``fused_weights(...)`` of the assigner's costs.
-        out (Tensor): [L, M, N] float32, contiguous.
+        min_elements (int): smaller images (or any image on another
+            device) return False and take the eager costs. Defaults to 0.
     """
-    detr_cost = kernel()
-    if detr_cost is None:
-        return False
-    import numba
-    compiled.set_threads(numba, torch.get_num_threads())
-    w_cls, w_l1, w_giou, eps = weights
-    logits, boxes, gt_boxes = logits.detach(), boxes.detach(), gt_boxes.detach()
-    img_h, img_w = img_shape[:2]
-    scale = torch.tensor([img_w, img_h, img_w, img_h], dtype=torch.float32)
-    boxes, gt_boxes = boxes.float(), gt_boxes.float()
-    # the eager path's own tensors, laid out coordinate-major: [L, 4, N]
-    prob_t = logits.float().softmax(-1).transpose(-1, -2).contiguous()  # [L, C + 1, N]
-    pred_cxcywh = boxes.transpose(-1, -2).contiguous()
-    pred_xyxy = (box_cxcywh_to_xyxy(boxes) * scale).transpose(-1, -2).contiguous()
-    gt_xyxy = (box_cxcywh_to_xyxy(gt_boxes) * scale).contiguous()  # [M, 4] pixels
-    f32 = np.float32
-    detr_cost(prob_t.numpy(), gt_labels.numpy(), pred_cxcywh.numpy(), pred_xyxy.numpy(),
-              gt_boxes.contiguous().numpy(), gt_xyxy.numpy(), f32(-w_cls), f32(w_l1),
-              f32(-w_giou), f32(eps), out.numpy())
-    return True
+
+    def __init__(self, weights: Tuple[float, float, float, float],
+                 min_elements: int = 0) -> None:
+        self.weights = weights
+        self.min_elements = min_elements
+
+    def __call__(self, logits: Tensor, boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
+                 img_shape: Sequence[int], out: Tensor) -> bool:
+        """Args:
+            logits (Tensor): [L, N, C + 1] class logits.
+            boxes (Tensor): [L, N, 4] normalised cxcywh.
+            gt_labels (Tensor): [M] labels.
+            gt_boxes (Tensor): [M, 4] normalised cxcywh.
+            img_shape (tuple): (h, w) in pixels; GIoU is taken in pixels.
+            out (Tensor): [L, M, N] float32.
+
+        Returns:
+            bool: whether ``out`` was written.
+        """
+        if (out.device.type != 'cpu' or not out.is_contiguous()
+                or out.numel() < self.min_elements or torch.jit.is_tracing()):
+            return False
+        detr_cost = kernel()
+        if detr_cost is None:
+            raise ImportError(MISSING_NUMBA)
+        import numba
+        compiled.set_threads(numba, torch.get_num_threads())
+        w_cls, w_l1, w_giou, eps = self.weights
+        logits, boxes, gt_boxes = logits.detach(), boxes.detach().float(), gt_boxes.detach().float()
+        scale = image_scale(img_shape, boxes)
+        # the eager path's own tensors, laid out coordinate-major: [L, 4, N]
+        prob_t = logits.float().softmax(-1).transpose(-1, -2).contiguous()  # [L, C + 1, N]
+        pred_cxcywh = boxes.transpose(-1, -2).contiguous()
+        pred_xyxy = (box_cxcywh_to_xyxy(boxes) * scale).transpose(-1, -2).contiguous()
+        gt_xyxy = (box_cxcywh_to_xyxy(gt_boxes) * scale).contiguous()  # [M, 4] pixels
+        f32 = np.float32
+        detr_cost(prob_t.numpy(), gt_labels.numpy(), pred_cxcywh.numpy(), pred_xyxy.numpy(),
+                  gt_boxes.contiguous().numpy(), gt_xyxy.numpy(), f32(-w_cls), f32(w_l1),
+                  f32(-w_giou), f32(eps), out.numpy())
+        return True

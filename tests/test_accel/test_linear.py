@@ -1,25 +1,18 @@
-"""linear(): F.linear's values and gradients, through oneDNN where it applies."""
-import os
+"""onednn_linear(): F.linear's values and gradients, through oneDNN where it applies."""
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmdet_detr_plugin.models.layers import linear as linear_mod
-from mmdet_detr_plugin.models.layers.linear import Linear, cpu_gemm, linear, set_cpu_gemm
+from mmdet_detr_plugin.accel.linear import (MIN_MACS, OneDnnLinear, onednn_available,
+                                            onednn_linear)
 
-needs_onednn = pytest.mark.skipif(linear_mod._ONEDNN_LINEAR is None,
+needs_onednn = pytest.mark.skipif(not onednn_available(),
                                   reason='this PyTorch build has no oneDNN linear op')
-
-
-@pytest.fixture
-def onednn(monkeypatch):
-    # small products, on the oneDNN path as the model's large ones
-    monkeypatch.setattr(linear_mod, 'MIN_MACS', 0)
-    set_cpu_gemm('onednn')
-    yield
-    set_cpu_gemm(os.environ.get('DETR_PLUGIN_CPU_GEMM', 'onednn'))
+# small products on the oneDNN path, as the model's large ones
+linear = partial(onednn_linear, min_macs=0)
 
 
 def _float64_reference(x, weight, bias, grad):
@@ -33,7 +26,7 @@ def _float64_reference(x, weight, bias, grad):
 @needs_onednn
 @pytest.mark.parametrize('in_dims,out_dims', [(64, 512), (512, 64), (96, 96), (7, 3)])
 @pytest.mark.parametrize('batch_shape', [(40, ), (2, 30)])
-def test_values_and_gradients_match_float64(onednn, in_dims, out_dims, batch_shape):
+def test_values_and_gradients_match_float64(in_dims, out_dims, batch_shape):
     # out > in and out <= in take different forms of the weight gradient
     torch.manual_seed(0)
     x = torch.randn(*batch_shape, in_dims, requires_grad=True)
@@ -52,7 +45,7 @@ def test_values_and_gradients_match_float64(onednn, in_dims, out_dims, batch_sha
 
 
 @needs_onednn
-def test_strided_inputs_sliced_weight_and_no_bias(onednn):
+def test_strided_inputs_sliced_weight_and_no_bias():
     # attention projects with row slices of in_proj_weight; the FFN's second
     # product has no bias; inputs may be transposed views
     torch.manual_seed(1)
@@ -70,7 +63,7 @@ def test_strided_inputs_sliced_weight_and_no_bias(onednn):
 
 
 @needs_onednn
-def test_only_the_gradients_asked_for(onednn):
+def test_only_the_gradients_asked_for():
     x = torch.randn(5, 8)
     weight = torch.randn(4, 8, requires_grad=True)
     bias = torch.randn(4)  # no grad
@@ -80,8 +73,8 @@ def test_only_the_gradients_asked_for(onednn):
         assert linear(x, weight, bias).grad_fn is None
 
 
-@pytest.mark.parametrize('case', ['float64', 'autocast', 'tracing', 'aten', 'mkldnn off'])
-def test_falls_back_to_f_linear(onednn, case):
+@pytest.mark.parametrize('case', ['float64', 'autocast', 'tracing', 'mkldnn off'])
+def test_falls_back_to_f_linear(case):
     torch.manual_seed(2)
     x, weight, bias = torch.randn(6, 16), torch.randn(8, 16), torch.randn(8)
     if case == 'float64':
@@ -97,10 +90,6 @@ def test_falls_back_to_f_linear(onednn, case):
         traced = torch.jit.trace(lambda t: linear(t, weight, bias), (x, ))
         assert 'aten::linear' in str(traced.graph) and 'mkldnn' not in str(traced.graph)
         out = traced(x)
-    elif case == 'aten':
-        set_cpu_gemm('aten')
-        assert cpu_gemm() == 'aten'
-        out = linear(x, weight, bias)
     elif case == 'mkldnn off':
         with torch.backends.mkldnn.flags(enabled=False):
             out = linear(x, weight, bias)
@@ -112,29 +101,19 @@ def test_falls_back_to_f_linear(onednn, case):
 @needs_onednn
 def test_small_products_take_f_linear():
     # below MIN_MACS multiply-adds the call's fixed cost outweighs oneDNN's gain
-    set_cpu_gemm('onednn')
     weight = torch.randn(64, 64, requires_grad=True)
-    rows = linear_mod.MIN_MACS // (64 * 64)
-    small = linear(torch.randn(rows - 1, 64), weight)
-    large = linear(torch.randn(rows, 64), weight)
+    rows = MIN_MACS // (64 * 64)
+    small = onednn_linear(torch.randn(rows - 1, 64), weight)
+    large = onednn_linear(torch.randn(rows, 64), weight)
     assert small.grad_fn.name() != '_OneDnnLinearBackward'
     assert large.grad_fn.name() == '_OneDnnLinearBackward'
 
 
-def test_linear_module_is_nn_linear():
+def test_module_is_nn_linear_with_the_same_keys_and_values():
     torch.manual_seed(3)
-    layer, plain = Linear(16, 8), nn.Linear(16, 8)
+    layer, plain = OneDnnLinear(16, 8), nn.Linear(16, 8)
     assert isinstance(layer, nn.Linear)
     assert layer.state_dict().keys() == plain.state_dict().keys()
     plain.load_state_dict(layer.state_dict())
-    x = torch.randn(3, 16)
+    x = torch.randn(300, 16)
     torch.testing.assert_close(layer(x), plain(x), rtol=1e-6, atol=1e-6)
-
-
-def test_bad_backend_is_refused():
-    with pytest.raises(ValueError, match='onednn'):
-        set_cpu_gemm('mkl')
-    assert linear_mod.backend_from_env({}) == 'onednn'
-    assert linear_mod.backend_from_env({'DETR_PLUGIN_CPU_GEMM': 'aten'}) == 'aten'
-    with pytest.raises(ValueError, match="DETR_PLUGIN_CPU_GEMM .*'fast'"):
-        linear_mod.backend_from_env({'DETR_PLUGIN_CPU_GEMM': 'fast'})

@@ -24,11 +24,9 @@ from torch import Tensor, nn
 
 from mmdet.datasets import CocoDataset
 from mmdet.registry import MODELS
+from mmdet_detr_plugin.converters import COCO_CATEGORY_IDS, OriginalCheckpointError, \
+    convert_original, load_release_file, original_to_plugin, plugin_to_mmdet, plugin_to_original
 from mmdet_detr_plugin.models.layers.positional_encoding import PluginLearnedPositionalEncoding
-from mmdet_detr_plugin.utils import plugin_to_mmdet
-from mmdet_detr_plugin.utils.convert_original import COCO_CATEGORY_IDS, \
-    OriginalCheckpointError, convert_original, load_release_file, original_to_plugin, \
-    plugin_to_original
 
 from conftest import make_batch
 
@@ -117,6 +115,44 @@ def test_coco_category_ids():
     assert list(ids) == sorted(set(ids)) and ids[0] == 1 and ids[-1] == 90
     # the 10 ids COCO 2017 leaves unused (among 1..90)
     assert set(range(1, 91)) - set(ids) == {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
+
+
+def test_release_r50_names_both_ways():
+    """The hand-made release R50 -> plugin names -> release names: the same
+    dict, in the same order (rows kept: a 91-class model)."""
+    release = release_r50_by_hand()
+    result = convert_original(release, num_classes=91, class_map=None)
+    assert result.arch.describe() == ('ResNet-50, 6 encoder + 6 decoder layers, '
+                                      'sine positional encoding')
+    ours = result.state_dict
+    pairs = [('queries.embedding.weight', 'query_embed.weight'),
+             ('neck.proj.weight', 'input_proj.weight'),
+             ('backbone.layer4.2.bn3.running_var', 'backbone.0.body.layer4.2.bn3.running_var'),
+             ('encoder.layers.5.ffn.linear2.bias', 'transformer.encoder.layers.5.linear2.bias'),
+             ('decoder.layers.0.cross_attn.in_proj_weight',
+              'transformer.decoder.layers.0.multihead_attn.in_proj_weight'),
+             ('decoder.layers.3.self_attn.out_proj.weight',
+              'transformer.decoder.layers.3.self_attn.out_proj.weight'),
+             ('decoder.layers.1.norm3.bias', 'transformer.decoder.layers.1.norm3.bias'),
+             ('decoder.norm.weight', 'transformer.decoder.norm.weight'),
+             ('bbox_head.fc_cls.weight', 'class_embed.weight'),
+             ('bbox_head.bbox_mlp.2.bias', 'bbox_embed.layers.2.bias')]
+    for plugin_key, release_key in pairs:
+        assert ours[plugin_key] is release[release_key], plugin_key
+    # a zero counter right after each backbone batch norm's running_var
+    keys = list(ours)
+    at = keys.index('backbone.layer1.0.bn1.running_var')
+    assert keys[at + 1] == 'backbone.layer1.0.bn1.num_batches_tracked'
+    assert ours['backbone.layer1.0.bn1.num_batches_tracked'].item() == 0
+    assert len(ours) == len(release) + 53  # 53 batch norms in a ResNet-50
+    back = plugin_to_original(ours, class_map=None)
+    assert list(back) == list(release)
+    assert all(back[k] is release[k] for k in release)
+    # anchor-point queries have no release counterpart
+    ours['queries.anchors.weight'] = torch.zeros(100, 2)
+    with pytest.raises(OriginalCheckpointError,
+                       match=r'1 unexpected key\(s\): queries.anchors.weight$'):
+        plugin_to_original(ours, class_map=None)
 
 
 @pytest.mark.parametrize('variant', ['coco', 'no_class_map', 'learned_prenorm'])

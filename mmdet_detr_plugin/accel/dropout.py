@@ -11,21 +11,19 @@ generator, so ``torch.manual_seed`` still makes runs repeatable.
 
 Two generators of the bits, the same rule:
 
-- numba's (opt-in: ``DETR_PLUGIN_DROPOUT_MASK=numba`` in the environment,
-  read at import, or :func:`set_generator`; needs numba, in the ``fast``
-  extra): one compiled pass on numba's threads, writing the float mask as
-  it draws. Word k of a mask seeded s is
-  ``mix64(s + k * 0x9E3779B97F4A7C15)``, SplitMix64's output at that state
+- ``'numba'`` (needs numba, in the ``fast`` extra): one compiled pass on
+  numba's threads, writing the float mask as it draws. Word k of a mask
+  seeded s is ``mix64(s + k * 0x9E3779B97F4A7C15)``, SplitMix64's output at that state
   (Steele et al. 2014), so any part of the mask can be drawn on its own;
   the loop over words is branch-free, so LLVM vectorises it. In blocks of
   4096 elements, element j of lane l (j < 1024, l < 4) takes bits 16l to
   16l + 15 of the block's word j: the four elements of a word lie 1024
   apart and every store is contiguous. About 0.04 ns per element on 2 AMD
   cores with AVX-512 (0.9 M elements in 40 us, against 400 us below);
-- numpy's SFC64 generator (``random_raw``, the default): each word split
-  in four neighbouring elements, converted to float32 and compared in place.
+- ``'numpy'``: numpy's SFC64 generator (``random_raw``): each word split in
+  four neighbouring elements, converted to float32 and compared in place.
 
-numba's is not the default because loading numba and its compiler costs
+``'numpy'`` is the default because loading numba and its compiler costs
 about 170 MB of resident memory in a process that would not load it
 otherwise (DETR R50's CPU train step at batch 2: 2450 against 2280 MiB
 peak), for about 10 ms of a 180 ms transformer step (fwd + bwd) and 1 % of
@@ -39,28 +37,24 @@ scale): this build's elementwise kernels on bool tensors (``where``,
 slower than a float multiply, forward and backward alike.
 
 :func:`keep_mask` gives the mask alone, for layers that fold the dropout
-into their own ops (attention zeroes the dropped weights and scales the
-values; the FFN masks its hidden before the ReLU, both in place, and puts
-the scale on the next layer's product, see :func:`masked_relu_`). :func:`dropout`
-is ``F.dropout`` with this mask on CPU, and ``F.dropout`` elsewhere and
-outside training.
+into their own ops (``accel.transformer``: attention zeroes the dropped
+weights and scales the values; the FFN masks its hidden before the ReLU,
+both in place, and puts the scale on the next layer's product, see
+:func:`masked_relu_`). :class:`FastDropout` is ``nn.Dropout`` with this mask
+on CPU, and torch's dropout elsewhere.
 """
-import importlib.util
 import math
-import os
 from functools import lru_cache
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .. import compiled
+from . import compiled
 
 _RANGE = 1 << 16  # random integers per element: 16 bits
-
-
 _LANE = 1024  # words per block of the compiled generator; a block is 4 lanes
 
 
@@ -122,52 +116,27 @@ def _compiled() -> Optional[Callable]:
     return _compile()
 
 
-_GENERATORS = ('numpy', 'numba')
+GENERATORS = ('numpy', 'numba')
+MISSING_NUMBA = ("model.accel.dropout='numba' draws dropout masks with numba: pip install "
+                 "numba (or mmdet-detr-plugin[fast]), or set model.accel.dropout='numpy'")
 
 
-def generator_from_env(environ=os.environ) -> str:
-    """The generator named by ``DETR_PLUGIN_DROPOUT_MASK`` (default ``'numpy'``)."""
-    name = environ.get('DETR_PLUGIN_DROPOUT_MASK', 'numpy')
-    if name not in _GENERATORS:
-        raise ValueError(f'DETR_PLUGIN_DROPOUT_MASK must be one of {_GENERATORS}, got {name!r}')
-    return name
-
-
-_MISSING_NUMBA = ('dropout masks from numba (DETR_PLUGIN_DROPOUT_MASK=numba) need the numba '
-                  'package: pip install numba (or mmdet-detr-plugin[fast])')
-_generator = generator_from_env()
-if _generator == 'numba' and importlib.util.find_spec('numba') is None:
-    raise ImportError(_MISSING_NUMBA)
-
-
-def set_generator(name: str) -> None:
-    """Draw dropout masks with ``'numpy'`` (default) or ``'numba'`` (which
-    needs numba installed)."""
-    global _generator
-    if name not in _GENERATORS:
-        raise ValueError(f'dropout mask generator must be one of {_GENERATORS}, got {name!r}')
-    if name == 'numba' and _compiled() is None:
-        raise ImportError(_MISSING_NUMBA)
-    _generator = name
-
-
-def _kernel() -> Optional[Callable]:
-    """The compiled generator when it is the chosen one, else None."""
-    return _compiled() if _generator == 'numba' else None
-
-
-def generator() -> str:
-    """Which generator :func:`keep_mask` draws with: ``'numba'`` or ``'numpy'``."""
-    return 'numba' if _kernel() is not None else 'numpy'
+def check_generator(name: str) -> None:
+    """A clear error for an unknown generator, or for ``'numba'`` without numba."""
+    if name not in GENERATORS:
+        raise ValueError(f'dropout mask generator must be one of {GENERATORS}, got {name!r}')
+    if name == 'numba' and not compiled.numba_installed():
+        raise ImportError(MISSING_NUMBA)
 
 
 def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
-              dtype: torch.dtype = torch.float32) -> Tensor:
-    """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``."""
+              dtype: torch.dtype = torch.float32, generator: str = 'numpy') -> Tensor:
+    """CPU tensor of ``shape``: 0 with probability p (dropped), else ``scale``;
+    the random bits from ``generator`` (``'numpy'`` or ``'numba'``)."""
     numel = math.prod(shape)
     seed = int(torch.randint(0, 2**62, (1, )))
-    fill = _kernel()
-    if fill is not None:
+    if generator == 'numba':
+        fill = _compiled()
         import numba
         mask = torch.empty(numel, dtype=torch.float32)
         compiled.set_threads(numba, torch.get_num_threads())
@@ -182,14 +151,30 @@ def keep_mask(shape: Sequence[int], p: float, scale: float = 1.,
     return mask if dtype == torch.float32 else mask.to(dtype)
 
 
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """``F.dropout(x, p, training)``, with the fast mask on CPU."""
-    if not training or p == 0.:
-        return x
-    if x.device.type != 'cpu' or not 0. < p < 1.:
-        return F.dropout(x, p, training)
-    # autograd keeps only the mask for the backward (x needs no saving)
-    return x * keep_mask(x.shape, p, 1. / (1. - p), x.dtype)
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` with the fast CPU mask (same rate; the masks differ from
+    torch's for the same seed); torch's dropout on other devices.
+
+    Args:
+        p (float): drop rate. Defaults to 0.5.
+        generator (str): ``'numpy'`` (default) or ``'numba'``.
+    """
+
+    def __init__(self, p: float = 0.5, generator: str = 'numpy') -> None:
+        super().__init__(p)
+        check_generator(generator)
+        self.generator = generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.:
+            return x
+        if x.device.type != 'cpu' or not 0. < self.p < 1.:
+            return F.dropout(x, self.p, True)
+        # autograd keeps only the mask for the backward (x needs no saving)
+        return x * keep_mask(x.shape, self.p, 1. / (1. - self.p), x.dtype, self.generator)
+
+    def extra_repr(self) -> str:
+        return f'p={self.p}, generator={self.generator}'
 
 
 class _MaskedReLU(torch.autograd.Function):

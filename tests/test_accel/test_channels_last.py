@@ -15,9 +15,9 @@ def _build(**overrides):
 
 
 def test_channels_last_backbone_gives_the_same_outputs_and_keys():
-    fast, plain = _build(), _build(channels_last=False)
+    fast, plain = _build(), _build(accel=dict(channels_last=False))
     plain.load_state_dict(fast.state_dict())
-    assert fast.channels_last and not plain.channels_last
+    assert fast.accel.channels_last and not plain.accel.channels_last
     conv = fast.backbone.layer2[0].conv2.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert plain.backbone.layer2[0].conv2.weight.is_contiguous()
@@ -30,6 +30,7 @@ def test_channels_last_backbone_gives_the_same_outputs_and_keys():
     with torch.no_grad():
         cls_fast, box_fast = fast._forward(inputs, samples)
         cls_plain, box_plain = plain._forward(inputs, samples)
+
     assert torch.allclose(cls_fast, cls_plain, atol=1e-5)
     assert torch.allclose(box_fast, box_plain, atol=1e-6)
     # training: same losses and gradients
@@ -55,5 +56,5 @@ def test_not_applied_to_backbones_with_other_convolutions():
                     stage_with_dcn=(False, False, True, True))
     model = _build(backbone=backbone, neck=dict(type='PluginInputProjection', in_channels=2048,
                                                 out_channels=64))
-    assert not model.channels_last
+    assert not model.accel.channels_last
     assert model.backbone.layer2[0].conv2.weight.is_contiguous()

@@ -6,8 +6,8 @@ from torch import nn
 
 from mmcv.cnn import ConvModule
 from mmdet.models.backbones import ResNet, ResNetV1d
-from mmdet_detr_plugin.models.backbones import (FoldedBatchNorm2d, FoldedConv2d,
-                                                fold_frozen_batchnorm)
+from mmdet_detr_plugin.accel.folded_bn import (FoldedBatchNorm2d, FoldedConv2d,
+                                               fold_frozen_batchnorm)
 
 
 def _random_bn_stats(model: nn.Module, seed: int = 0) -> None:
@@ -125,7 +125,7 @@ def test_detector_folds_by_default_and_can_opt_out():
     cfg = copy.deepcopy(SMALL_PLUGIN_DETR)
     model = MODELS.build(cfg)
     assert any(isinstance(m, FoldedConv2d) for m in model.backbone.modules())
-    cfg['fold_frozen_bn'] = False
+    cfg['accel'] = dict(fold_frozen_bn=False)
     model = MODELS.build(cfg)
     assert not any(isinstance(m, FoldedConv2d) for m in model.modules())
 
@@ -150,12 +150,11 @@ def test_deepcopy_and_pickle_keep_the_pairing():
         assert torch.allclose(loaded(x)[0], expected)
 
 
-def test_packed_weights_in_inference_and_frozen_stages(monkeypatch):
+def test_packed_weights_in_inference_and_frozen_stages():
     """Where no gradient flows, channels-last CPU inputs run on weights packed
     in oneDNN's layout: the same outputs as the plain folded convolution and
     as the unfolded network, refreshed after a weight update, and never on a
     path a gradient has to cross."""
-    from mmdet_detr_plugin.models.backbones import folded_bn
     reference = _frozen_resnet()
     model = copy.deepcopy(reference)
     fold_frozen_batchnorm(model)
@@ -166,8 +165,7 @@ def test_packed_weights_in_inference_and_frozen_stages(monkeypatch):
         packed = model(x)[0]
         assert model.layer4[2].conv3._fold_cache[3] is not None  # packed weight kept
         expected = reference(x)[0]
-        with monkeypatch.context() as patch:
-            patch.setattr(folded_bn, '_packs', lambda conv, inp: False)
+        with torch.backends.mkldnn.flags(enabled=False):  # no oneDNN: nothing packed
             plain = model(x)[0]
     torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5 * plain.abs().max().item())
     assert (packed - expected).abs().max() / expected.abs().max() < 1e-5

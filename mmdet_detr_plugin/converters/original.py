@@ -2,19 +2,21 @@
 
 The release's models (DETR R50/R101, their DC5 variants, UP-DETR fine-tuned
 models) compute what ``PluginDETR`` computes with mmdet's ``ResNet``; only the
-names differ, plus the class rows of the classifier::
+names differ (:data:`RELEASE_TABLE`, ``coder`` ``encoder`` or ``decoder``),
+plus the class rows of the classifier::
 
-    backbone.0.body.*  (torchvision ResNet)           -> backbone.*  (mmdet ResNet)
-    backbone.1.{row,col}_embed.weight  (learned)      -> positional_encoding.{row,col}_embed.weight
-    input_proj.*                                      -> neck.proj.*
-    transformer.{en,de}coder.layers.i.linear{1,2}.*   -> {en,de}coder.layers.i.ffn.linear{1,2}.*
-    transformer.decoder.layers.i.multihead_attn.*     -> decoder.layers.i.cross_attn.*
-    transformer.{en,de}coder.layers.i.self_attn.*     -> {en,de}coder.layers.i.self_attn.*
-    transformer.{en,de}coder.layers.i.norm{1,2,3}.*   -> {en,de}coder.layers.i.norm{1,2,3}.*
-    transformer.{en,de}coder.norm.*  (encoder: pre-norm) -> {en,de}coder.norm.*
-    query_embed.weight                                -> query_embedding.weight
-    class_embed.*  [92, d]  (ids 0..90, no-object)    -> bbox_head.fc_cls.*  [81, d]  (see class_map)
-    bbox_embed.layers.i.*                             -> bbox_head.bbox_mlp.i.*
+    release                                           plugin
+    backbone.0.body.*  (torchvision ResNet)           backbone.*  (mmdet ResNet)
+    backbone.1.{row,col}_embed.weight  (learned)      positional_encoding.{row,col}_embed.weight
+    input_proj.*                                      neck.proj.*
+    transformer.coder.layers.i.linear{1,2}.*          coder.layers.i.ffn.linear{1,2}.*
+    transformer.decoder.layers.i.multihead_attn.*     decoder.layers.i.cross_attn.*
+    transformer.coder.layers.i.self_attn.*            coder.layers.i.self_attn.*
+    transformer.coder.layers.i.norm{1,2,3}.*          coder.layers.i.norm{1,2,3}.*
+    transformer.coder.norm.*  (encoder: pre-norm)     coder.norm.*
+    query_embed.weight  [N, d]                        queries.embedding.weight
+    class_embed.*  [92, d]  (ids 0..90, no-object)    bbox_head.fc_cls.*  [81, d]  (see class_map)
+    bbox_embed.layers.i.*                             bbox_head.bbox_mlp.i.*
 
 The release's frozen batch norm keeps no ``num_batches_tracked``; mmdet's
 ``ResNet`` does, so zeros are added (they only count training steps). Dilation
@@ -39,6 +41,9 @@ from typing import Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .original_arch import OriginalArch, expected_keys, infer_arch
+from .rename import ATTN_PARAM, PARAM, RenameTable
+
 # The 80 category ids of COCO 2017, as listed under "categories" in the
 # annotation files (instances_{train,val}2017.json), sorted. mmdet's
 # CocoDataset maps them in this order to its contiguous labels 0..79
@@ -58,77 +63,31 @@ _ABSENT_ID_BIAS = -1e4
 _MAX_LISTED = 30
 _PART = re.compile(r'^(backbone\.\d+\.body|backbone\.\d+|transformer\.\w+|[^.]+)')
 
-_ORIGINAL_TO_PLUGIN: List[Tuple[str, str]] = [
-    (r'^backbone\.0\.body\.', 'backbone.'),
-    (r'^backbone\.1\.(row|col)_embed\.', r'positional_encoding.\1_embed.'),
-    (r'^input_proj\.', 'neck.proj.'),
-    (r'^transformer\.((?:en|de)coder\.layers\.\d+)\.linear([12])\.', r'\1.ffn.linear\2.'),
-    (r'^transformer\.(decoder\.layers\.\d+)\.multihead_attn\.', r'\1.cross_attn.'),
-    (r'^transformer\.((?:en|de)coder)\.', r'\1.'),  # self_attn, norm{1,2,3}, final norms
-    (r'^query_embed\.weight$', 'query_embedding.weight'),
-    (r'^class_embed\.', 'bbox_head.fc_cls.'),
-    (r'^bbox_embed\.layers\.(\d+)\.', r'bbox_head.bbox_mlp.\1.'),
-]
-_PLUGIN_TO_ORIGINAL: List[Tuple[str, str]] = [
-    (r'^backbone\.', 'backbone.0.body.'),
-    (r'^positional_encoding\.(row|col)_embed\.', r'backbone.1.\1_embed.'),
-    (r'^neck\.proj\.', 'input_proj.'),
-    (r'^((?:en|de)coder\.layers\.\d+)\.ffn\.linear([12])\.', r'transformer.\1.linear\2.'),
-    (r'^(decoder\.layers\.\d+)\.cross_attn\.', r'transformer.\1.multihead_attn.'),
-    (r'^((?:en|de)coder\.(?:layers\.\d+\.(?:self_attn|norm[123])|norm)\.)', r'transformer.\1'),
-    (r'^query_embedding\.weight$', 'query_embed.weight'),
-    (r'^bbox_head\.fc_cls\.', 'class_embed.'),
-    (r'^bbox_head\.bbox_mlp\.(\d+)\.', r'bbox_embed.layers.\1.'),
-]
+RELEASE_TABLE = RenameTable(
+    [
+        ('backbone.{tail}', 'backbone.0.body.{tail}'),
+        ('positional_encoding.{rc}_embed.weight', 'backbone.1.{rc}_embed.weight'),
+        ('neck.proj.{p}', 'input_proj.{p}'),
+        ('{coder}.layers.{i}.ffn.{linear}.{p}', 'transformer.{coder}.layers.{i}.{linear}.{p}'),
+        ('decoder.layers.{i}.cross_attn.{attn_p}',
+         'transformer.decoder.layers.{i}.multihead_attn.{attn_p}'),
+        ('{coder}.layers.{i}.self_attn.{attn_p}',
+         'transformer.{coder}.layers.{i}.self_attn.{attn_p}'),
+        ('{coder}.layers.{i}.{norm}.{p}', 'transformer.{coder}.layers.{i}.{norm}.{p}'),
+        ('{coder}.norm.{p}', 'transformer.{coder}.norm.{p}'),
+        ('queries.embedding.weight', 'query_embed.weight'),
+        ('bbox_head.fc_cls.{p}', 'class_embed.{p}'),
+        ('bbox_head.bbox_mlp.{i}.{p}', 'bbox_embed.layers.{i}.{p}'),
+    ],
+    placeholders=dict(coder=r'(?:en|de)coder', i=r'\d+', rc=r'row|col', linear=r'linear[12]',
+                      norm=r'norm[123]', p=PARAM, attn_p=ATTN_PARAM, tail=r'.+'))
 # UP-DETR's pretraining heads (random query patches): unused by a detector
 _DROPPED = re.compile(r'^(patch2query|feature_align)\.')
 _PANOPTIC = re.compile(r'^(detr\.|bbox_attention\.|mask_head\.)')
 
-_BN = ('weight', 'bias', 'running_mean', 'running_var')
-_ATTN = ('in_proj_weight', 'in_proj_bias', 'out_proj.weight', 'out_proj.bias')
-_WB = ('weight', 'bias')
-# ResNet-50's blocks per stage and the paper's 6 + 6 layers, 3-layer box MLP:
-# assumed where a checkpoint holds no key at all to count from
-_DEFAULT_BLOCKS = (3, 4, 6, 3)
-_DEFAULT_LAYERS = 6
-_DEFAULT_MLP = 3
-_RESNET_NAMES = {(True, (3, 4, 6, 3)): 'ResNet-50', (True, (3, 4, 23, 3)): 'ResNet-101',
-                 (True, (3, 8, 36, 3)): 'ResNet-152', (False, (2, 2, 2, 2)): 'ResNet-18',
-                 (False, (3, 4, 6, 3)): 'ResNet-34'}
-
 
 class OriginalCheckpointError(ValueError):
     """A state dict that is not (or not all of) a DETR of the release's layout."""
-
-
-@dataclass
-class OriginalArch:
-    """What a release state dict holds, read from its key names.
-
-    Attributes:
-        bottleneck (bool): ResNet-50 and deeper (``conv3`` in each block).
-        blocks (tuple[int]): blocks of ``layer1..4`` (R50: 3, 4, 6, 3; R101:
-            3, 4, 23, 3).
-        encoder_layers, decoder_layers (int): transformer depth.
-        decoder_self_attn (bool): the decoder layers have self-attention.
-        pre_norm (bool): ``transformer.encoder.norm`` is present.
-        learned_pos (bool): ``backbone.1.{row,col}_embed`` are present.
-        bbox_mlp_layers (int): layers of the box MLP.
-    """
-    bottleneck: bool = True
-    blocks: Tuple[int, ...] = _DEFAULT_BLOCKS
-    encoder_layers: int = _DEFAULT_LAYERS
-    decoder_layers: int = _DEFAULT_LAYERS
-    decoder_self_attn: bool = True
-    pre_norm: bool = False
-    learned_pos: bool = False
-    bbox_mlp_layers: int = _DEFAULT_MLP
-
-    def describe(self) -> str:
-        name = _RESNET_NAMES.get((self.bottleneck, self.blocks), f'ResNet blocks {self.blocks}')
-        return (f'{name}, {self.encoder_layers} encoder + {self.decoder_layers} decoder layers'
-                f'{" (pre-norm)" if self.pre_norm else ""}, '
-                f'{"learned" if self.learned_pos else "sine"} positional encoding')
 
 
 @dataclass
@@ -147,93 +106,6 @@ class OriginalConversion:
     coco_mapped: bool = False
 
 
-def _count(keys: List[str], pattern: str, default: int) -> int:
-    """1 + the largest index captured by ``pattern``; ``default`` if none."""
-    found = [int(m.group(1)) for m in map(re.compile(pattern).match, keys) if m]
-    return max(found) + 1 if found else default
-
-
-def infer_arch(keys: List[str]) -> OriginalArch:
-    """Read the architecture from the key names of a release state dict.
-
-    Args:
-        keys (list[str]): the state dict's keys (release names).
-
-    Returns:
-        OriginalArch: counts are 1 + the largest index seen, so a hole (a
-        missing middle layer) shows up in :func:`expected_keys`; parts with
-        no key at all get DETR R50's values.
-    """
-    body = r'^backbone\.0\.body\.layer'
-    has_backbone = any(k.startswith('backbone.0.body.') for k in keys)
-    blocks = tuple(_count(keys, rf'{body}{s}\.(\d+)\.', _DEFAULT_BLOCKS[s - 1])
-                   for s in range(1, 5))
-    return OriginalArch(
-        bottleneck=not has_backbone or any(re.match(rf'{body}\d\.\d+\.conv3\.', k) for k in keys),
-        blocks=blocks,
-        encoder_layers=_count(keys, r'^transformer\.encoder\.layers\.(\d+)\.', _DEFAULT_LAYERS),
-        decoder_layers=_count(keys, r'^transformer\.decoder\.layers\.(\d+)\.', _DEFAULT_LAYERS),
-        decoder_self_attn=any(re.match(r'^transformer\.decoder\.layers\.\d+\.self_attn\.', k)
-                              for k in keys) or not any('.multihead_attn.' in k for k in keys),
-        pre_norm=any(k.startswith('transformer.encoder.norm.') for k in keys),
-        learned_pos=any(k.startswith('backbone.1.') for k in keys),
-        bbox_mlp_layers=_count(keys, r'^bbox_embed\.layers\.(\d+)\.', _DEFAULT_MLP))
-
-
-def expected_keys(arch: OriginalArch) -> List[str]:
-    """Every key a release state dict of ``arch`` has.
-
-    Args:
-        arch (OriginalArch): e.g. from :func:`infer_arch`.
-
-    Returns:
-        list[str]: release names, without ``num_batches_tracked`` (frozen BN).
-    """
-    keys = []
-
-    def add(prefix: str, names: Tuple[str, ...]) -> None:
-        keys.extend(f'{prefix}.{n}' for n in names)
-
-    body = 'backbone.0.body'
-    keys.append(f'{body}.conv1.weight')
-    add(f'{body}.bn1', _BN)
-    for stage, num_blocks in enumerate(arch.blocks, 1):
-        for i in range(num_blocks):
-            block = f'{body}.layer{stage}.{i}'
-            for j in range(1, 4 if arch.bottleneck else 3):
-                keys.append(f'{block}.conv{j}.weight')
-                add(f'{block}.bn{j}', _BN)
-            # torchvision adds a projection where the stride or width changes:
-            # every first block of a bottleneck ResNet, stages 2-4 of a basic one
-            if i == 0 and (arch.bottleneck or stage > 1):
-                keys.append(f'{block}.downsample.0.weight')
-                add(f'{block}.downsample.1', _BN)
-    if arch.learned_pos:
-        keys += ['backbone.1.row_embed.weight', 'backbone.1.col_embed.weight']
-    for i in range(arch.encoder_layers):
-        layer = f'transformer.encoder.layers.{i}'
-        add(f'{layer}.self_attn', _ATTN)
-        for sub in ('linear1', 'linear2', 'norm1', 'norm2'):
-            add(f'{layer}.{sub}', _WB)
-    if arch.pre_norm:
-        add('transformer.encoder.norm', _WB)
-    for i in range(arch.decoder_layers):
-        layer = f'transformer.decoder.layers.{i}'
-        if arch.decoder_self_attn:
-            add(f'{layer}.self_attn', _ATTN)
-            add(f'{layer}.norm1', _WB)
-        add(f'{layer}.multihead_attn', _ATTN)
-        for sub in ('linear1', 'linear2', 'norm2', 'norm3'):
-            add(f'{layer}.{sub}', _WB)
-    add('transformer.decoder.norm', _WB)
-    add('class_embed', _WB)
-    for i in range(arch.bbox_mlp_layers):
-        add(f'bbox_embed.layers.{i}', _WB)
-    keys.append('query_embed.weight')
-    add('input_proj', _WB)
-    return keys
-
-
 def _listed(what: str, items: List[str]) -> str:
     """All items, or, past ``_MAX_LISTED``, a line per part of the model
     (count and first keys) so a wholly wrong layout stays readable."""
@@ -249,6 +121,7 @@ def _listed(what: str, items: List[str]) -> str:
 
 def _raise(problem: str, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
            shapes: Sequence[str] = (), hint: str = '') -> NoReturn:
+    """Raise one :class:`OriginalCheckpointError` listing every problem."""
     msg = problem
     if missing:
         msg += _listed('missing key(s)', list(missing))
@@ -257,14 +130,6 @@ def _raise(problem: str, missing: Sequence[str] = (), unexpected: Sequence[str] 
     if shapes:
         msg += _listed('shape mismatch(es)', list(shapes))
     raise OriginalCheckpointError(msg + (f'\n  hint: {hint}' if hint else ''))
-
-
-def _rename(key: str, rules: List[Tuple[str, str]]) -> Optional[str]:
-    for pattern, repl in rules:
-        new_key, hits = re.subn(pattern, repl, key)
-        if hits:
-            return new_key
-    return None
 
 
 def _class_rows(weight: Tensor, bias: Tensor, num_classes: int,
@@ -300,6 +165,12 @@ def convert_original(state_dict: Mapping[str, Tensor], num_classes: int = 80,
                      reference: Optional[Mapping[str, Tensor]] = None) -> OriginalConversion:
     """Release state dict -> ``PluginDETR`` state dict, checked, with a report.
 
+    Steps: 1. refuse panoptic models; 2. set UP-DETR's heads aside; 3. check
+    the keys against those of the architecture the names describe; 4. map
+    the classifier rows; 5. rename by :data:`RELEASE_TABLE`, adding a zero
+    ``num_batches_tracked`` after each backbone batch norm; 6. check against
+    ``reference`` if given.
+
     Args:
         state_dict (Mapping[str, Tensor]): the release checkpoint's ``model``.
         num_classes (int): K of the target model (``bbox_head.num_classes``).
@@ -326,39 +197,44 @@ def convert_original(state_dict: Mapping[str, Tensor], num_classes: int = 80,
     if class_map not in ('coco', None):
         raise ValueError(f"class_map must be 'coco' or None, got {class_map!r}")
     keys = list(state_dict)
+    # 1. panoptic models
     panoptic = [k for k in keys if _PANOPTIC.match(k)]
     if panoptic:
         _raise('panoptic DETR checkpoints are not supported yet: PluginDETR has no mask head',
                unexpected=panoptic)
+    # 2. UP-DETR's pretraining heads
     dropped = [k for k in keys if _DROPPED.match(k)]
-    # num_batches_tracked are optional: the release's frozen batch norm has none
+    # 3. every key of the architecture, and no other; num_batches_tracked are
+    # optional: the release's frozen batch norm has none
     kept = [k for k in keys if k not in dropped and not k.endswith('.num_batches_tracked')]
     arch = infer_arch(kept)
     expected = expected_keys(arch)
     missing = [k for k in expected if k not in state_dict]
     unexpected = sorted(set(kept) - set(expected))
     if missing or unexpected:
-        looks_converted = any(k.startswith(('query_embedding.', 'neck.', 'bbox_head.'))
-                              for k in keys)
+        looks_converted = any(k.startswith(('queries.', 'query_embedding.', 'neck.',
+                                            'bbox_head.')) for k in keys)
         _raise('not a complete DETR state dict of the original release layout', missing,
                unexpected, hint='this looks like an mmdet or PluginDETR state dict: load it '
                'directly, or convert with tools/model_converters/mmdet_detr_convert.py'
                if looks_converted else '')
-
-    fc_weight, fc_bias, coco_mapped = _class_rows(
-        state_dict['class_embed.weight'], state_dict['class_embed.bias'], num_classes, class_map)
+    # 4. classifier rows
+    fc_weight, fc_bias = state_dict['class_embed.weight'], state_dict['class_embed.bias']
+    fc_weight, fc_bias, coco_mapped = _class_rows(fc_weight, fc_bias, num_classes, class_map)
+    # 5. names
+    renamed, unmatched = RELEASE_TABLE.rename(
+        OrderedDict((k, state_dict[k]) for k in keys if k not in dropped), to='plugin')
+    if unmatched:  # only a stray num_batches_tracked outside the backbone gets here
+        _raise('not a DETR state dict of the original release layout', unexpected=unmatched)
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
-    for key in keys:
-        if key in dropped:
-            continue
-        new_key = _rename(key, _ORIGINAL_TO_PLUGIN)
-        out[new_key] = state_dict[key]
-        if key.endswith('.running_var') and key.startswith('backbone.0.body.'):
-            counter = new_key[:-len('running_var')] + 'num_batches_tracked'
-            if counter not in out and (reference is None or counter in reference):
+    for key, value in renamed.items():
+        out[key] = value
+        if key.startswith('backbone.') and key.endswith('.running_var'):
+            counter = key[:-len('running_var')] + 'num_batches_tracked'
+            if counter not in renamed and (reference is None or counter in reference):
                 out[counter] = torch.tensor(0, dtype=torch.long)
     out['bbox_head.fc_cls.weight'], out['bbox_head.fc_cls.bias'] = fc_weight, fc_bias
-
+    # 6. the target model
     if reference is not None:
         shapes = [f'{k} {list(v.shape)} (model: {list(reference[k].shape)})'
                   for k, v in out.items() if k in reference and v.shape != reference[k].shape]
@@ -410,19 +286,13 @@ def plugin_to_original(state_dict: Mapping[str, Tensor],
     """
     if class_map not in ('coco', None):
         raise ValueError(f"class_map must be 'coco' or None, got {class_map!r}")
-    out: 'OrderedDict[str, Tensor]' = OrderedDict()
-    unknown = []
-    for key, value in state_dict.items():
-        if key.endswith('.num_batches_tracked'):
-            continue
-        new_key = _rename(key, _PLUGIN_TO_ORIGINAL)
-        if new_key is None:
-            unknown.append(key)
-        else:
-            out[new_key] = value
+    out, unknown = RELEASE_TABLE.rename(
+        OrderedDict((k, v) for k, v in state_dict.items()
+                    if not k.endswith('.num_batches_tracked')), to='other')
     missing = [k for k in expected_keys(infer_arch(list(out))) if k not in out]
     if unknown or missing:
-        _raise('not a PluginDETR state dict with a ResNet backbone', missing, unknown)
+        _raise('not a PluginDETR state dict the release layout can hold (a ResNet backbone, '
+               'plain learned queries)', missing, unknown)
     if class_map == 'coco':
         weight, bias = out['class_embed.weight'], out['class_embed.bias']
         if weight.shape[0] != len(COCO_CATEGORY_IDS) + 1:

@@ -1,7 +1,13 @@
 """numba's compiler for the plugin's compiled CPU kernels (the matcher's
 fused costs and solver, the dropout-mask generator), all optional: numba is
 in the ``fast`` extra."""
+import importlib.util
 from typing import Callable
+
+
+def numba_installed() -> bool:
+    """Whether numba can be imported (checked without importing it)."""
+    return importlib.util.find_spec('numba') is not None
 
 
 def jit(numba, **kwargs) -> Callable[[Callable], Callable]:

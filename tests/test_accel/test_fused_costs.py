@@ -3,29 +3,28 @@ import numpy as np
 import pytest
 import torch
 
+from mmdet_detr_plugin.accel.fused_costs import FusedDetrCost, fused_weights
 from mmdet_detr_plugin.models.task_modules import (PluginBBoxL1Cost, PluginClassificationCost,
                                                    PluginFocalLossCost, PluginHungarianAssigner,
                                                    PluginIoUCost)
-from mmdet_detr_plugin.models.task_modules.assigners import fused_costs, hungarian_assigner
 
 pytest.importorskip('numba')
 
 
-@pytest.fixture(autouse=True)
-def fuse_any_size(monkeypatch):
-    """The kernel runs from FUSED_MIN_ELEMENTS costs per image; here from 1,
-    so that small and odd shapes are compared too."""
-    monkeypatch.setattr(hungarian_assigner, 'FUSED_MIN_ELEMENTS', 1)
+def fused_assigner(match_costs=None, min_elements=0):
+    """An assigner with the fused cost kernel, from any size (the model's
+    default starts at FUSED_MIN_ELEMENTS costs per image), so that small and
+    odd shapes are compared too."""
+    assigner = PluginHungarianAssigner(**(dict(match_costs=match_costs) if match_costs else {}))
+    assigner.cost_kernel = FusedDetrCost(fused_weights(assigner.match_costs), min_elements)
+    return assigner
 
 
 def eager_cost(assigner, *args):
-    """The eager path of ``batched_cost`` (the fused one switched off)."""
-    weights = assigner._fused_weights
-    assigner._fused_weights = None
-    try:
-        return assigner.batched_cost(*args)
-    finally:
-        assigner._fused_weights = weights
+    """The same costs computed term by term (no cost kernel)."""
+    eager = PluginHungarianAssigner(match_costs=assigner.match_costs)
+    assert eager.cost_kernel is None
+    return eager.batched_cost(*args)
 
 
 def random_image(num_layers, num_queries, num_gts, seed, classes=80):
@@ -40,8 +39,8 @@ def random_image(num_layers, num_queries, num_gts, seed, classes=80):
 @pytest.mark.parametrize('shape', [(6, 100, 10), (6, 300, 100), (2, 7, 30), (1, 1, 1),
                                    (3, 50, 1), (6, 33, 257)])
 def test_fused_equals_eager_bitwise(shape):
-    assigner = PluginHungarianAssigner()
-    assert assigner._fused_weights == (1., 5., 2., 1e-6)
+    assigner = fused_assigner()
+    assert assigner.cost_kernel.weights == (1., 5., 2., 1e-6)
     args = (*random_image(*shape, seed=sum(shape)), (480, 640))
     fused = assigner.batched_cost(*args)
     eager = eager_cost(assigner, *args)
@@ -52,7 +51,7 @@ def test_fused_equals_eager_bitwise(shape):
 def test_fused_equals_eager_on_degenerate_boxes_and_other_weights():
     """Zero-area and identical boxes (union and enclosure at eps), boxes
     outside the image, any weights and eps, fp16 inputs."""
-    assigner = PluginHungarianAssigner(match_costs=[
+    assigner = fused_assigner([
         dict(type='PluginClassificationCost', weight=2.5),
         dict(type='PluginBBoxL1Cost', weight=0.3),
         dict(type='PluginIoUCost', weight=7., eps=1e-3)])
@@ -71,7 +70,7 @@ def test_fused_equals_eager_on_degenerate_boxes_and_other_weights():
 
 def test_fused_cost_hand_computed():
     """One query, one box: -p + 5 L1 - 2 GIoU, worked out by hand."""
-    assigner = PluginHungarianAssigner()
+    assigner = fused_assigner()
     logits = torch.log(torch.tensor([[[0.25, 0.75]]]))  # p(class 1) = 0.75
     boxes = torch.tensor([[[0.5, 0.5, 0.5, 0.5]]])  # pixels (on 100x100): 25..75
     gt_boxes = torch.tensor([[0.625, 0.5, 0.25, 0.5]])  # pixels: x 50..75, y 25..75
@@ -81,52 +80,50 @@ def test_fused_cost_hand_computed():
 
 
 def test_only_detr_costs_in_default_order_are_fused():
-    assert fused_costs.fused_weights(
+    assert fused_weights(
         [PluginClassificationCost(1.), PluginBBoxL1Cost(5.), PluginIoUCost(2.)]) == \
         (1., 5., 2., 1e-6)
     # another order sums in another order: not bitwise the same, so eager
-    assert fused_costs.fused_weights(
+    assert fused_weights(
         [PluginClassificationCost(), PluginIoUCost(), PluginBBoxL1Cost()]) is None
-    assert fused_costs.fused_weights(
+    assert fused_weights(
         [PluginFocalLossCost(), PluginBBoxL1Cost(), PluginIoUCost()]) is None
-    assert PluginHungarianAssigner(match_costs=[
+    assert fused_weights(PluginHungarianAssigner(match_costs=[
         dict(type='ClassificationCost', weight=1.),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-        dict(type='IoUCost', iou_mode='giou', weight=2.0)])._fused_weights is None
+        dict(type='IoUCost', iou_mode='giou', weight=2.0)]).match_costs) is None
 
 
-def test_assign_batch_uses_the_fused_cost(monkeypatch):
-    """The batched matcher goes through the kernel on the CPU, and without
-    numba falls back to the eager costs with the same matches."""
-    calls = []
-    real = fused_costs.detr_cost_cpu
+def test_assign_batch_uses_the_fused_cost_from_its_size():
+    """The batched matcher goes through the kernel for images of at least
+    ``min_elements`` costs; smaller ones (DETR on COCO) keep the eager costs;
+    the matches are the same either way."""
+    class Counting(FusedDetrCost):
+        calls = 0
 
-    def counting(*args):
-        calls.append(1)
-        return real(*args)
+        def __call__(self, *args):
+            written = super().__call__(*args)
+            Counting.calls += written
+            return written
 
-    monkeypatch.setattr(hungarian_assigner, 'detr_cost_cpu', counting)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 2, 40, 81, generator=gen)
     boxes = torch.rand(6, 2, 40, 4, generator=gen) * 0.5 + 0.2
     labels = [torch.randint(0, 80, (m, ), generator=gen) for m in (12, 3)]
     gt_boxes = [torch.rand(m, 4, generator=gen) * 0.4 + 0.3 for m in (12, 3)]
     args = (logits, boxes, labels, gt_boxes, [(64, 80), (80, 64)])
-    fused = PluginHungarianAssigner().assign_batch(*args)
-    assert len(calls) == 2
-    # small images (DETR on COCO) keep the eager costs: numba is not needed
-    monkeypatch.setattr(hungarian_assigner, 'FUSED_MIN_ELEMENTS', 6 * 40 * 12 + 1)
-    PluginHungarianAssigner().assign_batch(*args)
-    assert len(calls) == 2
-    monkeypatch.setattr(fused_costs, 'kernel', lambda: None)  # as without numba
-    eager = PluginHungarianAssigner().assign_batch(*args)
-    for (q1, g1), (q2, g2) in zip(fused, eager):
+    assigner = PluginHungarianAssigner()
+    eager = assigner.assign_batch(*args)
+    assigner.cost_kernel = Counting((1., 5., 2., 1e-6), min_elements=6 * 40 * 12)
+    got = assigner.assign_batch(*args)
+    assert Counting.calls == 1  # the image with 12 boxes, not the one with 3
+    for (q1, g1), (q2, g2) in zip(got, eager):
         assert torch.equal(q1, q2) and torch.equal(g1, g2)
 
 
 def test_kernel_writes_into_a_view_of_a_larger_buffer():
     """``assign_batch`` passes views of one flat buffer as ``out``."""
-    assigner = PluginHungarianAssigner()
+    assigner = fused_assigner()
     args = (*random_image(3, 9, 4, seed=2), (20, 30))
     buffer = torch.full((1 + 3 * 4 * 9 + 1, ), 7.)
     out = buffer[1:-1].view(3, 4, 9)

@@ -1,11 +1,12 @@
+"""The fast CPU dropout masks: rate, scale, independence, repeatability,
+and the compiled generator bit for bit against SplitMix64."""
 import importlib.util
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdet_detr_plugin.models.layers import dropout as dropout_mod
-from mmdet_detr_plugin.models.layers.dropout import dropout, keep_mask
+from mmdet_detr_plugin.accel.dropout import FastDropout, keep_mask, masked_relu_
 
 HAS_NUMBA = importlib.util.find_spec('numba') is not None
 
@@ -15,11 +16,11 @@ def generator(request):
     """Run the test with each generator of the mask's random bits."""
     if request.param == 'numba' and not HAS_NUMBA:
         pytest.skip('numba is not installed')
-    before = dropout_mod.generator()
-    dropout_mod.set_generator(request.param)
-    assert dropout_mod.generator() == request.param
-    yield request.param
-    dropout_mod.set_generator(before)
+    return request.param
+
+
+def dropout(x, p, training, generator='numpy'):
+    return FastDropout(p, generator).train(training)(x)
 
 
 @pytest.mark.parametrize('p', [0.1, 0.5])
@@ -27,7 +28,7 @@ def test_mask_rate_scale_and_gradient(generator, p):
     torch.manual_seed(0)
     x = torch.rand(1000, 1000) + 0.5  # no zeros: a zero output means dropped
     x.requires_grad_(True)
-    y = dropout(x, p, True)
+    y = dropout(x, p, True, generator)
     kept = y != 0
     # 1e6 Bernoulli draws: the kept fraction is within 5 standard deviations
     sd = (p * (1 - p) / kept.numel())**0.5
@@ -46,7 +47,7 @@ def test_rows_and_columns_are_not_correlated(generator):
     # the mask comes from 64-bit words split in four, into neighbours (numpy)
     # or elements 1024 apart (numba): all must be independent
     torch.manual_seed(1)
-    kept = (dropout(torch.ones(4000, 250), 0.5, True) != 0).float().flatten()
+    kept = (dropout(torch.ones(4000, 250), 0.5, True, generator) != 0).float().flatten()
     for gap in (1, 2, 3, 4, 1023, 1024, 2048, 3072):  # within a word, and across words
         pairs = kept[:-gap] * kept[gap:]
         assert abs(pairs.mean().item() - 0.25) < 5 * (0.25 * 0.75 / pairs.numel())**0.5
@@ -55,9 +56,9 @@ def test_rows_and_columns_are_not_correlated(generator):
 def test_repeatable_with_torch_seed_and_fresh_per_call(generator):
     x = torch.ones(64, 64)
     torch.manual_seed(3)
-    a, b = dropout(x, 0.1, True), dropout(x, 0.1, True)
+    a, b = dropout(x, 0.1, True, generator), dropout(x, 0.1, True, generator)
     torch.manual_seed(3)
-    assert torch.equal(dropout(x, 0.1, True), a)
+    assert torch.equal(dropout(x, 0.1, True, generator), a)
     assert not torch.equal(a, b)
 
 
@@ -70,50 +71,24 @@ def test_identity_outside_training_and_edge_rates():
     assert y.dtype == torch.bfloat16 and y.shape == x.shape
 
 
-def test_ffn_dropout_equals_the_reference_form_with_the_same_mask():
-    """The FFN masks its hidden before an in-place ReLU and scales linear2's
-    product; that must equal linear2(dropout(relu(linear1(x)))) with the mask."""
-    from mmdet_detr_plugin.models.layers.dropout import keep_mask
-    from mmdet_detr_plugin.models.layers.transformer import _FFN
-    torch.manual_seed(0)
-    ffn = _FFN(16, 64, dropout=0.3).train()
-    x = torch.randn(2, 5, 16, requires_grad=True)
-    torch.manual_seed(7)
-    out = ffn(x)
-    out.square().sum().backward()
-    grads = x.grad.clone(), ffn.linear1.weight.grad.clone(), ffn.linear2.weight.grad.clone()
-
-    x.grad = None
-    ffn.zero_grad()
-    torch.manual_seed(7)
-    drop = keep_mask((10, 64), 0.3).view(2, 5, 64) == 0  # the same draw as inside the FFN
-    hidden = F.relu(ffn.linear1(x)).masked_fill(drop, 0.) / 0.7
-    expected = ffn.linear2(hidden)
-    expected.square().sum().backward()
-    torch.testing.assert_close(out, expected)
-    for got, ref in zip(grads, (x.grad, ffn.linear1.weight.grad, ffn.linear2.weight.grad)):
-        torch.testing.assert_close(got, ref)
-    assert 0.2 < drop.float().mean() < 0.4
-
-
 def test_mask_values_rate_and_resolution(generator):
     torch.manual_seed(0)
-    mask = keep_mask((3, 1001, 999), 0.1)  # odd size: part of a last 64-bit word
+    # odd size: part of a last 64-bit word
+    mask = keep_mask((3, 1001, 999), 0.1, generator=generator)
     assert mask.shape == (3, 1001, 999) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) == {0., 1.}
     sd = (0.1 * 0.9 / mask.numel())**0.5
     assert abs(1 - mask.mean().item() - 0.1) < 5 * sd
     # 16 bits per element: rates closer than 2^-17 to 0 or 1 round to them
-    assert keep_mask((1000, ), 2.**-18).min() == 1
-    assert keep_mask((1000, ), 1 - 2.**-18).max() == 0
-    scaled = keep_mask((4, 4), 0.25, scale=4 / 3, dtype=torch.bfloat16)
+    assert keep_mask((1000, ), 2.**-18, generator=generator).min() == 1
+    assert keep_mask((1000, ), 1 - 2.**-18, generator=generator).max() == 0
+    scaled = keep_mask((4, 4), 0.25, scale=4 / 3, dtype=torch.bfloat16, generator=generator)
     assert scaled.dtype == torch.bfloat16
     assert set(scaled.float().unique().tolist()) <= {0., torch.tensor(4 / 3).bfloat16().item()}
 
 
 @pytest.mark.parametrize('with_mask', [False, True])
 def test_masked_relu_matches_relu_of_the_masked_input(with_mask):
-    from mmdet_detr_plugin.models.layers.dropout import keep_mask, masked_relu_
     torch.manual_seed(0)
     a = torch.randn(50, 40, requires_grad=True)
     keep = keep_mask(a.shape, 0.3) if with_mask else None
@@ -144,10 +119,12 @@ def test_compiled_generator_against_splitmix64_in_python():
     gamma = 0x9E3779B97F4A7C15
     # the published first output of SplitMix64 seeded 0
     assert _mix64(gamma) == 0xE220A8397B1DCDAF
-    seed, threshold = 12345, 40000
+    threshold = 40000  # p = 40000 / 65536 exactly
+    torch.manual_seed(12345)
+    seed = int(torch.randint(0, 2**62, (1, )))  # the draw keep_mask makes
+    torch.manual_seed(12345)
     n = 2 * 4096 + 37  # two full blocks and a partial one
-    out = np.empty(n, np.float32)
-    dropout_mod._compiled()(out, np.uint64(seed), np.uint64(threshold), np.float32(2.))
+    out = keep_mask((n, ), threshold / 65536, scale=2., generator='numba').numpy()
     expected = np.empty(n, np.float32)
     for i in range(n):
         block, offset = divmod(i, 4096)
@@ -158,35 +135,25 @@ def test_compiled_generator_against_splitmix64_in_python():
             bits = _mix64((seed + (2 * 1024 + offset) * gamma) % 2**64)
         expected[i] = 2. if (bits & 0xFFFF) >= threshold else 0.
     np.testing.assert_array_equal(out, expected)
-    # seeded 0, element 1 is the low 16 bits of that first output, 0xCDAF = 52655
-    one = np.empty(2, np.float32)
-    dropout_mod._compiled()(one, np.uint64(0), np.uint64(52655), np.float32(1.))
-    assert one[1] == 1.
-    dropout_mod._compiled()(one, np.uint64(0), np.uint64(52656), np.float32(1.))
-    assert one[1] == 0.
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason='numba is not installed')
 def test_compiled_mask_does_not_depend_on_the_threads():
-    threads, before = torch.get_num_threads(), dropout_mod.generator()
-    dropout_mod.set_generator('numba')
+    threads = torch.get_num_threads()
     try:
         masks = []
         for n in (1, 2):
             torch.set_num_threads(n)
             torch.manual_seed(5)
-            masks.append(keep_mask((300, 700), 0.1))
+            masks.append(keep_mask((300, 700), 0.1, generator='numba'))
     finally:
         torch.set_num_threads(threads)
-        dropout_mod.set_generator(before)
     assert torch.equal(*masks)
 
 
-def test_generator_choice_is_checked():
-    assert dropout_mod.generator_from_env({}) == 'numpy'
-    assert dropout_mod.generator_from_env({'DETR_PLUGIN_DROPOUT_MASK': 'numba'}) == 'numba'
-    with pytest.raises(ValueError, match="DETR_PLUGIN_DROPOUT_MASK .*'mt19937'"):
-        dropout_mod.generator_from_env({'DETR_PLUGIN_DROPOUT_MASK': 'mt19937'})
-    with pytest.raises(ValueError, match='numpy'):
-        dropout_mod.set_generator('torch')
-    assert dropout_mod.generator() == dropout_mod.generator_from_env()  # numpy by default
+def test_generator_choice_is_checked(monkeypatch):
+    with pytest.raises(ValueError, match="one of \\('numpy', 'numba'\\), got 'mt19937'"):
+        FastDropout(0.1, 'mt19937')
+    monkeypatch.setitem(__import__('sys').modules, 'numba', None)  # as if not installed
+    with pytest.raises(ImportError, match="model.accel.dropout='numba'.*pip install numba"):
+        FastDropout(0.1, 'numba')

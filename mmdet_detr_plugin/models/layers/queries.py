@@ -1,0 +1,170 @@
+"""Query schemes: what the decoder's object queries are made of.
+
+A query scheme is a small registered module with one contract::
+
+    decoder_inputs, head_inputs = scheme(memory, batch_data_samples)
+
+* ``decoder_inputs``: ``query`` [B, Q, d] (the content the decoder starts
+  from), ``query_pos`` [B, Q, d] (added to queries and keys at every layer)
+  and, when queries must not all see each other, ``self_attn_mask`` [Q, Q]
+  bool (True where query i may not attend to query j);
+* ``head_inputs``: what the head and the loss need besides the decoder's
+  states (``references`` [B, Q, 2] for boxes predicted relative to points,
+  ``num_query_groups`` for independently matched groups, ...).
+
+``PluginDETR`` builds its scheme from ``model.queries`` and does not change
+when a scheme is added. Two are here: DETR's learned queries
+(:class:`PluginDETRQueries`) and learned reference points
+(:class:`PluginAnchorPointQueries`); both take query groups (Group DETR).
+"""
+from typing import Dict, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from mmdet.registry import MODELS
+from mmdet.structures import OptSampleList
+from mmdet.utils import OptConfigType, OptMultiConfig
+
+
+def group_attention_mask(num_groups: int, num_queries: int, device: torch.device) -> Tensor:
+    """[G * N, G * N] bool, True where query i and query j are in different
+    groups of N (so that i may not attend to j).
+
+    Example:
+        >>> group_attention_mask(2, 2, 'cpu').int()
+        tensor([[0, 0, 1, 1],
+                [0, 0, 1, 1],
+                [1, 1, 0, 0],
+                [1, 1, 0, 0]], dtype=torch.int32)
+    """
+    group_of = torch.arange(num_groups * num_queries, device=device) // num_queries
+    return group_of[:, None] != group_of[None, :]
+
+
+@MODELS.register_module()
+class PluginDETRQueries(BaseModule):
+    """DETR's object queries (DETR paper, 3.2): N learned embeddings are the
+    query positions, and the decoder's content starts at zeros.
+
+    With ``num_groups`` G > 1 (Group DETR, Chen et al. 2022), training runs G
+    groups of N queries, each blind to the other groups in the decoder's
+    self-attention and matched one-to-one to the ground truth on its own
+    (``num_query_groups`` for the head): G times the positive queries per
+    image, so faster convergence, at the same test-time cost, since only the
+    first group runs at test time.
+
+    Args:
+        num_queries (int): N, the queries at test time. ``PluginDETR`` fills
+            in its ``num_queries``. Defaults to 100.
+        embed_dims (int): d. ``PluginDETR`` fills in its width. Defaults to 256.
+        num_groups (int): G query groups in training. Defaults to 1 (DETR).
+        init_cfg (dict, optional): Defaults to None (``nn.Embedding``'s
+            normal init, as the reference).
+    """
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256, num_groups: int = 1,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        for name, value in (('num_queries', num_queries), ('num_groups', num_groups)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f'model.queries.{name} must be a positive int, got {value!r}')
+        self.num_queries = num_queries
+        self.embed_dims = embed_dims
+        self.num_groups = num_groups
+        self.embedding = nn.Embedding(num_groups * num_queries, embed_dims)  # [G * N, d]
+
+    def forward(self, memory: Tensor,
+                batch_data_samples: OptSampleList = None) -> Tuple[Dict, Dict]:
+        """Queries for a batch.
+
+        Args:
+            memory (Tensor): [B, S, d] encoder output (for the batch size,
+                dtype and device).
+            batch_data_samples (list[DetDataSample], optional): unused here.
+
+        Returns:
+            tuple[dict, dict]: decoder inputs ``query``, ``query_pos`` [B, Q, d]
+            (Q = G * N in training, N at test time) and, with groups,
+            ``self_attn_mask`` [Q, Q]; head inputs (``num_query_groups`` with
+            groups, and what :meth:`embed` adds).
+        """
+        groups = self.num_groups if self.training else 1
+        num_all = groups * self.num_queries
+        query, query_pos, head_inputs = self.embed(num_all)  # [Q, d], [Q, d]
+        batch_size = memory.size(0)
+        decoder_inputs = dict(
+            query=query.to(memory.dtype).unsqueeze(0).expand(batch_size, -1, -1),
+            query_pos=query_pos.to(memory.dtype).unsqueeze(0).expand(batch_size, -1, -1))
+        head_inputs = {k: v.unsqueeze(0).expand(batch_size, *v.shape)
+                       for k, v in head_inputs.items()}
+        if groups > 1:
+            decoder_inputs['self_attn_mask'] = group_attention_mask(
+                groups, self.num_queries, memory.device)
+            head_inputs['num_query_groups'] = groups
+        return decoder_inputs, head_inputs
+
+    def embed(self, num_all: int) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """The first ``num_all`` queries, shared by every image: content [Q, d],
+        position [Q, d] and per-query head inputs (each [Q, ...])."""
+        query_pos = self.embedding.weight[:num_all]
+        return torch.zeros_like(query_pos), query_pos, {}
+
+    def extra_repr(self) -> str:
+        return f'num_queries={self.num_queries}, num_groups={self.num_groups}'
+
+
+@MODELS.register_module()
+class PluginAnchorPointQueries(PluginDETRQueries):
+    """Queries with learned reference points (Anchor DETR, Wang et al. 2022;
+    Conditional DETR, Meng et al. 2021).
+
+    Each query has a point (x, y) in [0, 1], learned in logit space. Its
+    position is an MLP of the point's sine encoding (the encoding the memory's
+    cells get, :meth:`PluginSinePositionalEncoding.encode_points`), its
+    learned embedding is its content, and the head predicts the box centre as
+    an offset from the point in logit space (``references`` [B, Q, 2]).
+    Cross-attention is then local from the first step, which converges much
+    faster than DETR's queries. Query groups as in :class:`PluginDETRQueries`.
+
+    Args:
+        num_queries, embed_dims, num_groups: as :class:`PluginDETRQueries`.
+        positional_encoding (dict, optional): the points' encoding; keep it
+            equal to the detector's ``positional_encoding`` so that a point
+            and the memory cell under it get the same encoding. Defaults to
+            ``PluginSinePositionalEncoding(num_feats=embed_dims / 2)``,
+            DETR's.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256, num_groups: int = 1,
+                 positional_encoding: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(num_queries, embed_dims, num_groups, init_cfg=init_cfg)
+        self.anchors = nn.Embedding(num_groups * num_queries, 2)  # logit(x, y) [G * N, 2]
+        self.pos_mlp = nn.Sequential(nn.Linear(embed_dims, embed_dims), nn.ReLU(inplace=True),
+                                     nn.Linear(embed_dims, embed_dims))
+        encoding = dict(type='PluginSinePositionalEncoding', num_feats=embed_dims // 2)
+        encoding.update(positional_encoding or {})
+        self.point_encoding = MODELS.build(encoding)
+        if not hasattr(self.point_encoding, 'encode_points'):
+            raise ValueError('model.queries.positional_encoding must encode points (e.g. '
+                             f'PluginSinePositionalEncoding), got {encoding["type"]}')
+        if 2 * self.point_encoding.num_feats != embed_dims:
+            raise ValueError(f'model.queries.positional_encoding.num_feats '
+                             f'({self.point_encoding.num_feats}) must be half of embed_dims '
+                             f'({embed_dims})')
+
+    def init_weights(self) -> None:
+        """Points spread uniformly over the image (Anchor DETR)."""
+        super().init_weights()
+        with torch.no_grad():
+            points = torch.rand_like(self.anchors.weight).clamp_(0.01, 0.99)
+            self.anchors.weight.copy_(torch.logit(points))
+
+    def embed(self, num_all: int) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        points = self.anchors.weight[:num_all].sigmoid()  # [Q, 2] (x, y) in (0, 1)
+        encoded = self.point_encoding.encode_points(points).to(points.dtype)  # [Q, d]
+        query_pos = self.pos_mlp(encoded)
+        return self.embedding.weight[:num_all], query_pos, dict(references=points)
