@@ -35,9 +35,9 @@ setup(
         'benchmark': ['transformers'],
         # mmdet's analysis tools (tools/analysis_tools/benchmark.py, analyze_logs.py)
         'analysis': ['psutil', 'seaborn', 'matplotlib'],
-        # faster matching on the CPU: one fused pass for DETR's costs and
-        # PluginHungarianAssigner(solver='numba') (numba), solver='lapx' (lapx)
-        'fast': ['lapx>=0.11', 'numba'],
+        # the compiled CPU kernels of model.accel: fused matching costs, the
+        # assignment solver, dropout masks (numba)
+        'fast': ['numba'],
     },
     license='Apache-2.0',
     zip_safe=False,

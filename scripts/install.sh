@@ -88,9 +88,10 @@ log "installing mmengine $MMENGINE_VERSION, mmdet $MMDET_VERSION and the plugin"
 pip install -q "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" scipy pycocotools matplotlib pytest
 # what mmdet's analysis tools import (benchmark.py: psutil; analyze_logs.py: seaborn)
 pip install -q psutil seaborn
-# the plugin's "fast" extra: the fused CPU matching cost and the assigner's
-# solver='numba' (numba), its solver='lapx' (lapx); the plugin runs without them
-pip install -q "lapx>=0.11" numba
+# the plugin's "fast" extra: numba, for the compiled CPU kernels of model.accel
+# (fused matching costs and the assignment solver in dense scenes, optional dropout
+# masks); the plugin runs without it
+pip install -q numba
 pip install -q --no-deps --no-build-isolation -e "$repo"
 # the benchmark's optional third column (never a dependency of the plugin);
 # the tests that compare with it skip when it is missing

@@ -20,3 +20,14 @@ def test_every_config_is_listed_with_results():
         assert 'Results Source' in model['Metadata']
         for result in model['Results']:
             assert {'Task', 'Dataset', 'Metrics'} <= set(result)
+
+
+def test_collection_readme_lists_every_config():
+    with open(osp.join(REPO, 'metafile.yml')) as f:
+        index = yaml.safe_load(f)
+    for collection in index['Collections']:
+        readme = osp.join(REPO, collection['README'])
+        with open(readme) as f:
+            text = f.read()
+        for model in index['Models']:
+            assert f'({osp.basename(model["Config"])})' in text, model['Config']

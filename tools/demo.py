@@ -12,9 +12,15 @@ import argparse
 import math
 import os
 import os.path as osp
+import sys
 from typing import List
 
-import matplotlib
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _openmp import passive_wait_policy  # noqa: E402
+
+passive_wait_policy()  # before torch loads OpenMP (tools/_openmp.py)
+
+import matplotlib  # noqa: E402
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402

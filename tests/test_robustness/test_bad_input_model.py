@@ -183,3 +183,13 @@ def test_checkpoint_holding_code_is_refused_by_name(tmp_path):
                               f'{os.system.__module__}.system;')
     assert '\n' not in message
     assert 'weights_only' not in message and info.value.__cause__ is None
+
+
+def test_options_of_the_previous_version_name_their_new_place(small_plugin_cfg):
+    with pytest.raises(TypeError, match="model.anchor_points is not an option of PluginDETR; "
+                       "it moved to model.queries=dict\\(type='PluginAnchorPointQueries'\\)"):
+        build(small_plugin_cfg, anchor_points=True)
+    with pytest.raises(TypeError, match='model.fold_frozen_bn .*model.accel.fold_frozen_bn'):
+        build(small_plugin_cfg, fold_frozen_bn=False)
+    with pytest.raises(TypeError, match='model.num_querys is not an option of PluginDETR$'):
+        build(small_plugin_cfg, num_querys=5)

@@ -8,6 +8,9 @@ import importlib.util
 import json
 import os.path as osp
 import sys
+from types import SimpleNamespace
+
+import pytest
 
 from test_train_test_resume import run_tool
 
@@ -17,7 +20,7 @@ ROWS = ['train', 'owned', 'inference', 'matching_100', 'matching_300', 'matching
 def test_benchmark_runs_every_row_and_agrees(tmp_path):
     out_json = str(tmp_path / 'rows.json')
     run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128', '--iters', '1',
-             '--warmup', '0', '--pair-repeats', '1', '--pair-steps', '1', '--json', out_json)
+             '--warmup', '0', '--skip', 'together', '--json', out_json)
     with open(out_json) as f:
         result = json.load(f)
     with_hf = importlib.util.find_spec('transformers') is not None
@@ -27,9 +30,6 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
         assert abs(row['speedup'] - row['mmdet_ms'] / row['plugin_ms']) < 1e-9
         assert ('hf_ms' in row) == with_hf
     assert result['memory']['plugin'] > 0 and result['memory']['mmdet'] > 0
-    assert [entry['impl'] for entry in result['together']] == ['plugin', 'mmdet']
-    assert all(len(entry['pair_s']) == 2 and entry['alone_s'] > 0
-               for entry in result['together'])
     # same numbers as mmdet's DETR with the same weights (fp32)
     assert max(result['agreement'].values()) < 1e-5
     assert result['same_assignments'] == [True, True, True]
@@ -46,6 +46,40 @@ def test_benchmark_runs_every_row_and_agrees(tmp_path):
         dict(solver='auto', cost_kernel='FusedDetrCost') if with_numba else
         dict(solver='scipy', cost_kernel=None))
     assert result['args']['no_prime'] is False
+
+    # the results page and the README's table are written from the JSON
+    page, readme = tmp_path / 'benchmark.md', tmp_path / 'README.md'
+    readme.write_text('# title\n\n<!-- speed-table -->\nold\n<!-- /speed-table -->\nend\n')
+    run_tool('tools/analysis_tools/benchmark_report.py', out_json, '--out', str(page),
+             '--readme', str(readme))
+    train = result['rows'][0]
+    text = readme.read_text()
+    assert 'old' not in text and text.endswith('<!-- /speed-table -->\nend\n')
+
+    def ms(value):
+        return f'{value:.1f} ms' if value < 100 else f'{value:.0f} ms'
+
+    assert (f"| train step, end to end (loss, backward, clipping, AdamW) | "
+            f"{ms(train['plugin_ms'])} | {ms(train['mmdet_ms'])} | "
+            f"{train['speedup']:.2f}x |") in text
+    assert f"{result['machine']['cpu_model']}, `--accel default`" in page.read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_at_once(tmp_path):
+    """The together rows end to end: each implementation alone, then two
+    processes of it at once (small: ResNet-18 at 96 px, one pair, one step
+    each; slow: six child processes)."""
+    out_json = str(tmp_path / 'rows.json')
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--depth', '18', '--img-size', '96',
+             '--skip', 'train', 'owned', 'inference', 'matching', 'memory', 'hf',
+             '--pair-repeats', '1', '--pair-steps', '1', '--json', out_json)
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['rows'] == []
+    assert [entry['impl'] for entry in result['together']] == ['plugin', 'mmdet']
+    for entry in result['together']:
+        assert entry['alone_s'] > 0 and len(entry['pair_s']) == 2 and min(entry['pair_s']) > 0
 
 
 def test_reference_setting_runs_the_plain_model(tmp_path):
@@ -96,3 +130,28 @@ def test_timed_pair_primes_each_call_with_its_own():
                              primed=False)
     assert calls == ['a', 'b'] * 3
     assert min(times[1]) >= 0.2  # a's debt lands in b's timed window
+
+
+def test_together_protocol(tmp_path, monkeypatch, capsys):
+    """The parent starts the children, which wait for each other at the
+    barrier before timing, and reads each child's median step time."""
+    bench = _benchmark_rows()
+    barrier = tmp_path / 'barrier'
+    barrier.mkdir()
+    calls = []
+    monkeypatch.setattr(bench, 'train_step_of', lambda impl, args: lambda: calls.append(impl))
+    args = SimpleNamespace(steps_of='plugin', barrier=str(barrier), processes=1, steps=3,
+                           device='cpu')
+    bench.steps_child(args)  # a child: 2 warm-up steps, the barrier, 3 timed steps
+    assert calls == ['plugin'] * 5 and len(list(barrier.iterdir())) == 1
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == 3
+
+    def child(args, **options):  # a stand-in child: the barrier, then its times
+        code = (f'import json, os, time; open(os.path.join({options["barrier"]!r}, '
+                f'str(os.getpid())), "w").close()\n'
+                f'while len(os.listdir({options["barrier"]!r})) < {options["processes"]}: '
+                'time.sleep(0.01)\nprint(json.dumps([0.5, 0.25, 0.75]))')
+        return [sys.executable, '-c', code]
+
+    monkeypatch.setattr(bench, 'child_command', child)
+    assert bench.step_times_together('plugin', SimpleNamespace(pair_steps=3), 2) == [0.5, 0.5]

@@ -7,10 +7,13 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-from mmengine.runner import Runner, load_checkpoint
-
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
+from _openmp import passive_wait_policy  # noqa: E402
+
+passive_wait_policy()  # before torch loads OpenMP (tools/_openmp.py)
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.runner import Runner, load_checkpoint  # noqa: E402
 from train import load_config  # noqa: E402
 
 

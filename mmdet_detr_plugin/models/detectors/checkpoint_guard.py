@@ -22,8 +22,9 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 CLASSIFIER_PREFIX = 'bbox_head.fc_cls.'
-CONVERTERS = ('tools/model_converters/mmdet_detr_convert.py (mmdet\'s DETR) or '
-              'tools/model_converters/detr_original_to_plugin.py (the original DETR release)')
+CONVERTERS = ('tools/model_converters/mmdet_detr_convert.py (mmdet\'s DETR), '
+              'tools/model_converters/detr_original_to_plugin.py (the original DETR release) '
+              'or tools/model_converters/hf_detr_convert.py (transformers\' DETR)')
 
 
 class CheckpointMismatchError(RuntimeError):

@@ -14,6 +14,13 @@ from ...accel import accelerate
 from ...converters.legacy import upgrade_plugin_state_dict
 from .checkpoint_guard import check_incoming_state_dict
 
+# options of the plugin's previous version, and where they are now
+MOVED_OPTIONS = dict(
+    num_query_groups="model.queries=dict(type='PluginDETRQueries', num_groups=G)",
+    anchor_points="model.queries=dict(type='PluginAnchorPointQueries')",
+    fold_frozen_bn='model.accel.fold_frozen_bn', channels_last='model.accel.channels_last',
+    nonfinite_loss="custom_hooks=[dict(type='PluginNonFiniteLossHook', policy=...)]")
+
 
 @MODELS.register_module()
 class PluginDETR(DetectionTransformer):
@@ -62,7 +69,11 @@ class PluginDETR(DetectionTransformer):
                  reset_classifier: bool = False, accel: Union[str, dict] = 'default',
                  train_cfg: OptConfigType = None, test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None, **moved) -> None:
+        for key in moved:
+            raise TypeError(f'model.{key} is not an option of PluginDETR'
+                            + (f'; it moved to {MOVED_OPTIONS[key]}' if key in MOVED_OPTIONS
+                               else ''))
         if bbox_head is None:
             raise ValueError('model.bbox_head is required (e.g. type="PluginDETRHead")')
         self.queries = queries  # the config until _init_layers builds it
