@@ -147,6 +147,20 @@ class PluginDETRHead(BaseModule):
         if not self.criterion.aux_loss:
             all_layers_cls_scores = all_layers_cls_scores[-1:]
             all_layers_bbox_preds = all_layers_bbox_preds[-1:]
+        targets = self.match(all_layers_cls_scores, all_layers_bbox_preds, batch_gt_instances,
+                             batch_img_metas)
+        return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, **targets)
+
+    def match(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
+              batch_gt_instances: InstanceList, batch_img_metas: List[dict]) -> Dict:
+        """Checked targets and the matching of every layer and image.
+
+        Returns:
+            dict: the criterion's ``matches`` (per image ``(query_inds [L, K_b],
+            gt_inds [L, K_b])``), ``gt_labels`` (B tensors [M_b]),
+            ``gt_boxes`` (B tensors [M_b, 4], normalised cxcywh) and
+            ``img_shapes`` (B (h, w)).
+        """
         img_shapes = [meta['img_shape'][:2] for meta in batch_img_metas]
         gt_labels = [gt.labels.long() for gt in batch_gt_instances]
         gt_xyxy, gt_labels = self._validate_gt([gt.bboxes for gt in batch_gt_instances],
@@ -156,8 +170,8 @@ class PluginDETRHead(BaseModule):
             gt_boxes.append(box_xyxy_to_cxcywh(boxes / image_scale(img_shape, boxes)))
         matches = self.assigner.assign_batch(all_layers_cls_scores, all_layers_bbox_preds,
                                              gt_labels, gt_boxes, img_shapes)
-        return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, matches, gt_labels,
-                              gt_boxes, img_shapes)
+        return dict(matches=matches, gt_labels=gt_labels, gt_boxes=gt_boxes,
+                    img_shapes=img_shapes)
 
     def _validate_gt(self, boxes: List[Tensor], labels: List[Tensor],
                      batch_img_metas: List[dict]) -> Tuple[List[Tensor], List[Tensor]]:

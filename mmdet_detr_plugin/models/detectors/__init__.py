@@ -1,3 +1,4 @@
 from .detr import PluginDETR
+from .up_detr import PluginUPDETR
 
-__all__ = ['PluginDETR']
+__all__ = ['PluginDETR', 'PluginUPDETR']

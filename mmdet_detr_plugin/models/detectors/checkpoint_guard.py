@@ -13,8 +13,14 @@ before any tensor is copied and
   layout, or a partial file), naming the converters to use;
 * raises it listing the tensors whose shapes differ, except
 * the classifier (``bbox_head.fc_cls``) when ``reset_classifier`` is set:
-  its rows are dropped from the incoming dict so that it keeps its fresh
-  initialisation (fine-tuning on a data set with another class count).
+  its rows are dropped from the incoming dict (or may be absent) so that it
+  keeps its fresh initialisation (fine-tuning on a data set with another
+  class count).
+
+A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
+``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
+without these heads is a fine-tuning start: the heads and the classifier
+(which scores "patch", not a class) are dropped, and a log line lists them.
 """
 from typing import Dict, List
 
@@ -22,6 +28,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 CLASSIFIER_PREFIX = 'bbox_head.fc_cls.'
+PRETRAINING_PREFIXES = ('queries.patch2query.', 'bbox_head.feature_align.')
 CONVERTERS = ('tools/model_converters/mmdet_detr_convert.py (mmdet\'s DETR), '
               'tools/model_converters/detr_original_to_plugin.py (the original DETR release) '
               'or tools/model_converters/hf_detr_convert.py (transformers\' DETR)')
@@ -40,9 +47,18 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
                               reset_classifier: bool) -> None:
     """Validate (and, for a new class count, trim) ``state_dict`` in place."""
     own = {prefix + k: v for k, v in model.state_dict().items()}
+    pretrained = _drop_pretraining_heads(own, state_dict, prefix)
     incoming = [k for k in state_dict if k.startswith(prefix)]
     # num_batches_tracked buffers are bookkeeping: never a reason to refuse
     own_keys = [k for k in own if not k.endswith('num_batches_tracked')]
+    if reset_classifier or pretrained:
+        absent = [k for k in own_keys if k.startswith(prefix + CLASSIFIER_PREFIX)
+                  and k not in state_dict]
+        if absent:
+            own_keys = [k for k in own_keys if k not in absent]
+            if not pretrained:
+                print_log('the checkpoint has no classifier: bbox_head.fc_cls starts afresh '
+                          '(reset_classifier=True)', logger='current')
     found = [k for k in own_keys if k in state_dict]
     if len(found) < len(own_keys):
         missing = [k for k in own_keys if k not in state_dict]
@@ -73,3 +89,21 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
                     'classes, add model.reset_classifier=True')
         raise CheckpointMismatchError('tensors of the checkpoint have other shapes than the '
                                       'model\'s:' + _listing('shapes', details) + hint)
+
+
+def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
+                            prefix: str) -> bool:
+    """A UP-DETR pre-training checkpoint into a detector: drop its heads and
+    its classifier from ``state_dict``, say so, and return True."""
+    heads = [k for k in state_dict
+             if k.startswith(tuple(prefix + p for p in PRETRAINING_PREFIXES)) and k not in own]
+    if not heads:
+        return False
+    classifier = [k for k in state_dict if k.startswith(prefix + CLASSIFIER_PREFIX)]
+    for key in heads + classifier:
+        del state_dict[key]
+    names = sorted({k[len(prefix):].rsplit('.', 1)[0] for k in heads + classifier})
+    print_log(f'UP-DETR pre-training checkpoint: dropped its pre-training heads and its '
+              f'"patch" classifier ({len(heads) + len(classifier)} tensors: '
+              f'{", ".join(names)}); the classifier starts afresh', logger='current')
+    return True

@@ -1,6 +1,6 @@
 from .attention import DetrAttention
 from .positional_encoding import PluginLearnedPositionalEncoding, PluginSinePositionalEncoding
-from .queries import PluginAnchorPointQueries, PluginDETRQueries
+from .queries import PluginAnchorPointQueries, PluginDETRQueries, PluginPatchQueries
 from .transformer import (DetrDecoderLayer, DetrEncoderLayer, DetrFFN,
                           PluginDetrTransformerDecoder, PluginDetrTransformerEncoder)
 
@@ -8,5 +8,5 @@ __all__ = [
     'DetrAttention', 'DetrFFN', 'DetrEncoderLayer', 'DetrDecoderLayer',
     'PluginDetrTransformerEncoder', 'PluginDetrTransformerDecoder',
     'PluginSinePositionalEncoding', 'PluginLearnedPositionalEncoding', 'PluginDETRQueries',
-    'PluginAnchorPointQueries'
+    'PluginAnchorPointQueries', 'PluginPatchQueries'
 ]

@@ -13,9 +13,11 @@ A query scheme is a small registered module with one contract::
   ``num_query_groups`` for independently matched groups, ...).
 
 ``PluginDETR`` builds its scheme from ``model.queries`` and does not change
-when a scheme is added. Two are here: DETR's learned queries
-(:class:`PluginDETRQueries`) and learned reference points
-(:class:`PluginAnchorPointQueries`); both take query groups (Group DETR).
+when a scheme is added. Three are here: DETR's learned queries
+(:class:`PluginDETRQueries`), learned reference points
+(:class:`PluginAnchorPointQueries`), both with query groups (Group DETR),
+and UP-DETR's patch queries (:class:`PluginPatchQueries`), which also take
+the patch features that ``PluginUPDETR`` passes as ``patch_features``.
 """
 from typing import Dict, Tuple
 
@@ -168,3 +170,101 @@ class PluginAnchorPointQueries(PluginDETRQueries):
         encoded = self.point_encoding.encode_points(points).to(points.dtype)  # [Q, d]
         query_pos = self.pos_mlp(encoded)
         return self.embedding.weight[:num_all], query_pos, dict(references=points)
+
+
+@MODELS.register_module()
+class PluginPatchQueries(PluginDETRQueries):
+    """UP-DETR's patch queries (Dai et al. 2021, section 3): pre-training by
+    random query patches.
+
+    Each image comes with M patches cropped from it, and ``PluginUPDETR``
+    passes their pooled backbone features [B, M, C]. Patch j feeds the
+    contiguous group of N / M queries ``j * N / M ... (j + 1) * N / M - 1``:
+    ``patch2query`` (C -> d) maps its feature, which is added to those
+    queries' learned position embeddings, while the decoder's content input
+    stays zeros. The decoder must then find where each patch lies.
+
+    * **Multi-query localisation**: a query attends only to the queries of
+      its own patch (``self_attn_mask`` of M groups of N / M, for any N that
+      M divides).
+    * **Patch-feature dropout**: in training each query's patch feature is
+      zeroed with probability ``feature_dropout`` (0.1).
+    * **Query shuffle** (``shuffle=True``): in training the N position
+      embeddings are permuted at random each step before the patch features
+      are added, so no embedding is tied to one group. Off by default, as
+      the reference release.
+
+    Args:
+        num_queries (int): N. ``PluginDETR`` fills it in. Defaults to 100.
+        embed_dims (int): d. ``PluginDETR`` fills it in. Defaults to 256.
+        num_patches (int): M patches per image; must divide N. Defaults to 10.
+        feature_channels (int): C, the channels of the backbone's last output
+            (2048 for ResNet-50). Defaults to 2048.
+        feature_dropout (float): Defaults to 0.1.
+        shuffle (bool): query shuffle. Defaults to False.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256, num_patches: int = 10,
+                 feature_channels: int = 2048, feature_dropout: float = 0.1,
+                 shuffle: bool = False, init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(num_queries, embed_dims, 1, init_cfg=init_cfg)
+        if not isinstance(num_patches, int) or num_patches < 1:
+            raise ValueError(f'model.queries.num_patches must be a positive int, '
+                             f'got {num_patches!r}')
+        if num_queries % num_patches:
+            raise ValueError(
+                f'model.queries.num_patches ({num_patches}) must divide model.num_queries '
+                f'({num_queries}): each patch feeds a group of num_queries / num_patches '
+                'queries')
+        if not 0 <= feature_dropout < 1:
+            raise ValueError(f'model.queries.feature_dropout must be in [0, 1), '
+                             f'got {feature_dropout!r}')
+        self.num_patches = num_patches
+        self.feature_channels = feature_channels
+        self.feature_dropout = feature_dropout
+        self.shuffle = shuffle
+        self.patch2query = nn.Linear(feature_channels, embed_dims)
+
+    def forward(self, memory: Tensor, batch_data_samples: OptSampleList = None,
+                patch_features: Tensor = None) -> Tuple[Dict, Dict]:
+        """Queries for a batch.
+
+        Args:
+            memory (Tensor): [B, S, d] encoder output.
+            batch_data_samples (list[DetDataSample], optional): unused here.
+            patch_features (Tensor): [B, M, C] pooled backbone features of
+                each image's patches, in the order of its patch boxes.
+
+        Returns:
+            tuple[dict, dict]: decoder inputs ``query`` (zeros), ``query_pos``
+            [B, N, d] and ``self_attn_mask`` [N, N] (when M > 1); no head
+            inputs.
+        """
+        if patch_features is None:
+            raise ValueError('PluginPatchQueries needs the patch features: use it in '
+                             'PluginUPDETR, whose data carry query patches')
+        batch_size, num_patches = patch_features.shape[:2]
+        if num_patches != self.num_patches:
+            raise ValueError(f'the data carry {num_patches} query patches per image, '
+                             f'model.queries.num_patches is {self.num_patches}: set both '
+                             'to the same number (PluginRandomQueryPatches.num_patches)')
+        per_patch = self.num_queries // self.num_patches
+        pos = self.embedding.weight  # [N, d]
+        if self.training and self.shuffle:
+            pos = pos[torch.randperm(self.num_queries, device=pos.device)]
+        feats = self.patch2query(patch_features.to(pos.dtype))  # [B, M, d]
+        feats = feats.repeat_interleave(per_patch, dim=1)  # [B, N, d], patch j -> group j
+        if self.training and self.feature_dropout > 0:
+            keep = torch.rand(batch_size, self.num_queries, 1, device=feats.device)
+            feats = feats * (keep >= self.feature_dropout).to(feats.dtype)
+        query_pos = (pos.unsqueeze(0) + feats).to(memory.dtype)
+        decoder_inputs = dict(query=torch.zeros_like(query_pos), query_pos=query_pos)
+        if self.num_patches > 1:
+            decoder_inputs['self_attn_mask'] = group_attention_mask(
+                self.num_patches, per_patch, memory.device)
+        return decoder_inputs, {}
+
+    def extra_repr(self) -> str:
+        return (f'num_queries={self.num_queries}, num_patches={self.num_patches}, '
+                f'feature_dropout={self.feature_dropout}, shuffle={self.shuffle}')

@@ -14,6 +14,13 @@ batch, averaged over processes and at least 1 (reference: ``SetCriterion``;
 mmdet: ``DETRHead.loss_by_feat``). All layers are computed together from
 stacked tensors; there is no loop over layers or images.
 
+With the decoder's feature predictions and the patch features of UP-DETR
+(Dai et al. 2021, eq. 2), a fourth term per layer:
+
+* ``loss_feature``: on matched pairs, the squared difference between the
+  L2-normalised predicted feature and the L2-normalised target feature,
+  summed over pairs and channels and divided by the number of boxes.
+
 ``cls_loss='focal'`` replaces the cross-entropy by the sigmoid focal loss of
 Deformable DETR (Zhu et al. 2021, a convergence aid; Lin et al. 2017): the
 first K logits are independent per-class sigmoid logits (the last, no-object
@@ -25,7 +32,7 @@ each produce, after DDP's gradient averaging, exactly the gradients of one
 process with P * b images (the reference normalises the cross-entropy per
 process instead; ``sync_cls_avg_factor=False`` restores that).
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +81,9 @@ class PluginSetCriterion(BaseModule):
             it with ``PluginFocalLossCost`` in the matcher). Defaults to 'ce'.
         focal_alpha (float): focal loss alpha. Defaults to 0.25.
         focal_gamma (float): focal loss gamma. Defaults to 2.
+        loss_feature_weight (float): weight of UP-DETR's feature
+            reconstruction loss, computed when the head passes feature
+            predictions. Defaults to 1.
     """
 
     def __init__(self, num_classes: int, no_object_weight: float = 0.1,
@@ -81,7 +91,7 @@ class PluginSetCriterion(BaseModule):
                  loss_iou_weight: float = 2., aux_loss: bool = True,
                  iou_eps: float = 1e-6, sync_cls_avg_factor: bool = True,
                  cls_loss: str = 'ce', focal_alpha: float = 0.25,
-                 focal_gamma: float = 2.) -> None:
+                 focal_gamma: float = 2., loss_feature_weight: float = 1.) -> None:
         super().__init__()
         if cls_loss not in ('ce', 'focal'):
             raise ValueError(f"PluginSetCriterion.cls_loss must be 'ce' or 'focal', "
@@ -94,6 +104,7 @@ class PluginSetCriterion(BaseModule):
         self.loss_cls_weight = loss_cls_weight
         self.loss_bbox_weight = loss_bbox_weight
         self.loss_iou_weight = loss_iou_weight
+        self.loss_feature_weight = loss_feature_weight
         self.aux_loss = aux_loss
         self.iou_eps = iou_eps
         self.sync_cls_avg_factor = sync_cls_avg_factor
@@ -129,8 +140,9 @@ class PluginSetCriterion(BaseModule):
 
     def forward(self, cls_scores: Tensor, bbox_preds: Tensor,
                 matches: Sequence[Tuple[Tensor, Tensor]], gt_labels: Sequence[Tensor],
-                gt_boxes: Sequence[Tensor], img_shapes: Sequence[Sequence[int]]
-                ) -> Dict[str, Tensor]:
+                gt_boxes: Sequence[Tensor], img_shapes: Sequence[Sequence[int]],
+                feature_preds: Optional[Tensor] = None,
+                feature_targets: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
         """Compute the losses of every layer.
 
         Args:
@@ -142,10 +154,15 @@ class PluginSetCriterion(BaseModule):
             gt_boxes (list[Tensor]): B tensors [M_b, 4], normalised cxcywh.
             img_shapes (list[tuple]): B (h, w) in pixels (GIoU is computed in
                 pixels, where its ``eps`` is meant).
+            feature_preds (Tensor, optional): [L, B, N, C] predicted features
+                (UP-DETR's ``feature_align``).
+            feature_targets (list[Tensor], optional): B tensors [M_b, C], the
+                target feature of each ground-truth box (its patch's).
 
         Returns:
-            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` of the
-            last layer and ``d{i}.loss_*`` of the others.
+            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_iou`` (and
+            ``loss_feature`` with features) of the last layer and
+            ``d{i}.loss_*`` of the others.
         """
         # losses in float32, also under mixed precision
         cls_scores, bbox_preds = cls_scores.float(), bbox_preds.float()
@@ -190,10 +207,22 @@ class PluginSetCriterion(BaseModule):
                                            box_cxcywh_to_xyxy(targets) * scales, self.iou_eps)
         loss_iou = (1 - giou).sum(1) / num_boxes
 
-        # 4. per-layer dict with mmdet's keys
-        per_layer = (loss_cls * self.loss_cls_weight, loss_bbox * self.loss_bbox_weight,
-                     loss_iou * self.loss_iou_weight)  # three [L]
-        names = ('loss_cls', 'loss_bbox', 'loss_iou')
+        per_layer = [loss_cls * self.loss_cls_weight, loss_bbox * self.loss_bbox_weight,
+                     loss_iou * self.loss_iou_weight]  # each [L]
+        names = ['loss_cls', 'loss_bbox', 'loss_iou']
+
+        # 4. feature reconstruction on matched pairs (UP-DETR): [L, K, C]
+        if (feature_preds is None) != (feature_targets is None):
+            raise ValueError('PluginSetCriterion needs both feature_preds and '
+                             'feature_targets, or neither')
+        if feature_preds is not None:
+            pred = F.normalize(feature_preds.float()[layer_inds, batch_inds, query_inds], dim=-1)
+            target = F.normalize(torch.cat(list(feature_targets)).float(), dim=-1)[flat_gt_inds]
+            loss_feature = (pred - target).pow(2).sum((1, 2)) / num_boxes
+            per_layer.append(loss_feature * self.loss_feature_weight)
+            names.append('loss_feature')
+
+        # 5. per-layer dict with mmdet's keys
         losses = {name: values[-1] for name, values in zip(names, per_layer)}
         for i in range(num_layers - 1):
             losses.update({f'd{i}.{name}': values[i] for name, values in zip(names, per_layer)})

@@ -1,0 +1,3 @@
+from .query_patches import PluginPackQueryPatchInputs, PluginRandomQueryPatches
+
+__all__ = ['PluginRandomQueryPatches', 'PluginPackQueryPatchInputs']

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# UP-DETR on the toy data, on a CPU (docs/up_detr.md): does pre-training the transformer on
+# unlabeled images make fine-tuning on a few labeled ones converge faster and end higher?
+#   PYTHON=.venv/bin/python bash scripts/updetr_demo.sh        (or: make updetr-demo)
+# 1. three generated sets: 1000 labeled images (seed 0) for the backbone, 3000 images (seed 1)
+#    whose labels are thrown away, 300 labeled images + 200 for validation (seed 2);
+# 2. a backbone: configs/detr_r18_toy.py trained on the first set, then frozen for good;
+# 3. UP-DETR pre-training of the transformer on the unlabeled images;
+# 4. fine-tuning on the 300 images from the pre-trained transformer and from a random one,
+#    same frozen backbone, same steps, for each seed;
+# 5. the curves (docs/up_detr/curves.{json,png}, the table of docs/up_detr.md) and pictures
+#    of the pretext task.
+# Environment: WORK (default work_dirs/updetr_demo), DATA (default data/updetr-toy),
+#              SEEDS (default "0 1 2"), BACKBONE_ITERS (1400), PRETRAIN_ITERS (3000),
+#              FINETUNE_ITERS (1500), DOCS (default docs/up_detr; empty: do not write docs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python}
+work=${WORK:-work_dirs/updetr_demo}
+data=${DATA:-data/updetr-toy}
+seeds=${SEEDS:-0 1 2}
+backbone_iters=${BACKBONE_ITERS:-1400}
+pretrain_iters=${PRETRAIN_ITERS:-3000}
+finetune_iters=${FINETUNE_ITERS:-1500}
+docs=${DOCS-docs/up_detr}
+
+# the data keys of a toy config, pointed at one generated set
+data_opts() {
+  echo "train_dataloader.dataset.data_root=$1/ val_dataloader.dataset.data_root=$1/" \
+       "test_dataloader.dataset.data_root=$1/ val_evaluator.ann_file=$1/annotations/val.json" \
+       "test_evaluator.ann_file=$1/annotations/val.json"
+}
+
+echo "== 1/5 data in $data"
+"$py" tools/misc/make_toy_dataset.py --out-dir "$data/backbone" --seed 0
+"$py" tools/misc/make_toy_dataset.py --out-dir "$data/unlabeled" --seed 1 --num-train 3000 \
+  --num-val 0
+rm -rf "$data/unlabeled/annotations" "$data/unlabeled/val"  # images only
+"$py" tools/misc/make_toy_dataset.py --out-dir "$data/labeled" --seed 2 --num-train 300 \
+  --num-val 200
+
+backbone="$work/backbone/iter_$backbone_iters.pth"
+if [ ! -f "$backbone" ]; then
+  echo "== 2/5 backbone: configs/detr_r18_toy.py, $backbone_iters steps on $data/backbone"
+  "$py" tools/train.py configs/detr_r18_toy.py --work-dir "$work/backbone" --cfg-options \
+    $(data_opts "$data/backbone") train_cfg.max_iters="$backbone_iters" \
+    train_cfg.val_interval="$backbone_iters" default_hooks.checkpoint.interval="$backbone_iters"
+fi
+
+pretrained="$work/pretrain/iter_$pretrain_iters.pth"
+if [ ! -f "$pretrained" ]; then
+  echo "== 3/5 UP-DETR pre-training, $pretrain_iters steps on $data/unlabeled (no labels)"
+  "$py" tools/train.py configs/up-detr-pretrain_r18_toy.py --work-dir "$work/pretrain" \
+    --cfg-options train_dataloader.dataset.data_root="$data/unlabeled/" \
+    model.backbone.init_cfg.checkpoint="$backbone" train_cfg.max_iters="$pretrain_iters" \
+    default_hooks.checkpoint.interval="$pretrain_iters"
+fi
+
+echo "== 4/5 fine-tuning on $data/labeled: seeds $seeds, from UP-DETR and from scratch"
+updetr_runs=() scratch_runs=()
+for seed in $seeds; do
+  for arm in updetr scratch; do
+    run="$work/finetune/${arm}_seed$seed"
+    if [ "$arm" = updetr ]; then init="load_from=$pretrained"; updetr_runs+=("$run")
+    else init="load_from=None"; scratch_runs+=("$run"); fi
+    if ls "$run"/*/vis_data/scalars.json >/dev/null 2>&1 && \
+       [ -f "$run/iter_$finetune_iters.pth" ]; then continue; fi
+    "$py" tools/train.py configs/up-detr_r18_toy.py --work-dir "$run" --cfg-options \
+      $(data_opts "$data/labeled") "$init" model.backbone.init_cfg.checkpoint="$backbone" \
+      randomness.seed="$seed" train_cfg.max_iters="$finetune_iters" \
+      default_hooks.checkpoint.interval="$finetune_iters"
+  done
+done
+
+echo "== 5/5 curves and pictures"
+out=${docs:-$work}
+mkdir -p "$out"
+md=()
+if [ -n "$docs" ]; then md=(--markdown docs/up_detr.md); fi
+"$py" tools/analysis_tools/updetr_curves.py --arm up-detr "${updetr_runs[@]}" \
+  --arm scratch "${scratch_runs[@]}" --json "$out/curves.json" --plot "$out/curves.png" "${md[@]}"
+"$py" tools/analysis_tools/draw_query_patches.py configs/up-detr-pretrain_r18_toy.py \
+  "$pretrained" --out-dir "$out/pretext" --num-images 4 --cfg-options \
+  train_dataloader.dataset.data_root="$data/unlabeled/"
