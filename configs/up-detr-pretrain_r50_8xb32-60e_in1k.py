@@ -47,7 +47,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    # no AspectRatioBatchSampler: the folder does not know image sizes without reading them
     dataset=dict(type='PluginImageFolderDataset', data_root=data_root,
                  data_prefix=dict(img='train/'), pipeline=train_pipeline))
 # pre-training has no validation

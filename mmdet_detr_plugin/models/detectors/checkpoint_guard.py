@@ -13,9 +13,9 @@ before any tensor is copied and
   layout, or a partial file), naming the converters to use;
 * raises it listing the tensors whose shapes differ, except
 * the classifier (``bbox_head.fc_cls``) when ``reset_classifier`` is set:
-  its rows are dropped from the incoming dict (or may be absent) so that it
-  keeps its fresh initialisation (fine-tuning on a data set with another
-  class count).
+  its incoming rows (which may also be absent) are replaced by the model's
+  own, so that it keeps its fresh initialisation (fine-tuning on a data set
+  with another class count) and nothing is reported missing.
 
 A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
 ``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
@@ -54,11 +54,11 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
     if reset_classifier or pretrained:
         absent = [k for k in own_keys if k.startswith(prefix + CLASSIFIER_PREFIX)
                   and k not in state_dict]
-        if absent:
-            own_keys = [k for k in own_keys if k not in absent]
-            if not pretrained:
-                print_log('the checkpoint has no classifier: bbox_head.fc_cls starts afresh '
-                          '(reset_classifier=True)', logger='current')
+        for k in absent:  # the model's fresh values, so that none is reported missing
+            state_dict[k] = own[k].clone()
+        if absent and not pretrained:
+            print_log('the checkpoint has no classifier: bbox_head.fc_cls starts afresh '
+                      '(reset_classifier=True)', logger='current')
     found = [k for k in own_keys if k in state_dict]
     if len(found) < len(own_keys):
         missing = [k for k in own_keys if k not in state_dict]
@@ -73,8 +73,8 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
     others = [k for k in mismatched if k not in classifier]
     if classifier and reset_classifier and not others:
         old, new = state_dict[classifier[0]].shape[0], own[classifier[0]].shape[0]
-        for k in classifier:
-            del state_dict[k]
+        for k in classifier:  # the model's fresh values: loading them changes nothing
+            state_dict[k] = own[k].clone()
         print_log(f'the checkpoint\'s classifier has {old} outputs, the model {new} '
                   f'(num_classes + 1): bbox_head.fc_cls starts afresh (reset_classifier=True)',
                   logger='current')
@@ -102,6 +102,9 @@ def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor
     classifier = [k for k in state_dict if k.startswith(prefix + CLASSIFIER_PREFIX)]
     for key in heads + classifier:
         del state_dict[key]
+    for key in own:  # the classifier keeps its fresh values
+        if key.startswith(prefix + CLASSIFIER_PREFIX):
+            state_dict[key] = own[key].clone()
     names = sorted({k[len(prefix):].rsplit('.', 1)[0] for k in heads + classifier})
     print_log(f'UP-DETR pre-training checkpoint: dropped its pre-training heads and its '
               f'"patch" classifier ({len(heads) + len(classifier)} tensors: '

@@ -1,0 +1,80 @@
+"""UP-DETR as a user runs it: tools/train.py pre-trains on a folder of
+unlabeled images, then fine-tunes from the checkpoint (small CPU runs of the
+toy configs); the R50 configs build and run a loss step."""
+import os.path as osp
+import shutil
+
+import torch
+from mmengine.config import Config
+
+from mmdet.registry import MODELS
+
+from conftest import make_batch
+from test_train_test_resume import REPO, run_tool, scalars
+
+FAST = ['train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'default_hooks.logger.interval=1',
+        'model.backbone.init_cfg=None', 'train_cfg.max_iters=2',
+        'default_hooks.checkpoint.interval=2']
+
+
+def test_pretrain_on_a_folder_then_fine_tune(tmp_path):
+    from mmdet_detr_plugin.datasets import make_toy_coco
+    unlabeled, labeled = tmp_path / 'unlabeled', tmp_path / 'labeled'
+    make_toy_coco(str(unlabeled), num_train=12, num_val=0, img_size=96, seed=1)
+    shutil.rmtree(unlabeled / 'annotations')  # images only, in nested folders
+    (unlabeled / 'train' / 'more').mkdir()
+    for name in ('000001.png', '000002.png'):
+        shutil.move(str(unlabeled / 'train' / name), str(unlabeled / 'train' / 'more' / name))
+    make_toy_coco(str(labeled), num_train=8, num_val=4, img_size=96, seed=2)
+
+    pre = str(tmp_path / 'pretrain')
+    out = run_tool('tools/train.py', osp.join(REPO, 'configs', 'up-detr-pretrain_r18_toy.py'),
+                   '--work-dir', pre, '--cfg-options', f'data_root={unlabeled}/', *FAST)
+    losses = [row for row in scalars(pre) if 'loss' in row]
+    assert [row['iter'] for row in losses] == [1, 2]
+    assert all(row['loss_feature'] > 0 and row['d1.loss_feature'] > 0 for row in losses)
+    ckpt = osp.join(pre, 'iter_2.pth')
+    state = torch.load(ckpt, weights_only=True)['state_dict']
+    assert state['queries.patch2query.weight'].shape == (128, 128)
+    assert state['bbox_head.feature_align.layers.1.weight'].shape == (128, 128)
+
+    fine = str(tmp_path / 'finetune')
+    out = run_tool('tools/train.py', osp.join(REPO, 'configs', 'up-detr_r18_toy.py'),
+                   '--work-dir', fine, '--cfg-options', f'data_root={labeled}/',
+                   f'load_from={ckpt}', 'train_cfg.val_interval=2',
+                   'val_dataloader.batch_size=4', 'val_dataloader.num_workers=0',
+                   'val_dataloader.persistent_workers=False', *FAST)
+    assert 'UP-DETR pre-training checkpoint: dropped' in out
+    for name in ('bbox_head.fc_cls', 'bbox_head.feature_align.layers.0', 'queries.patch2query'):
+        assert name in out
+    assert 'coco/bbox_mAP' in out
+    assert 'unexpected key' not in out and 'missing keys' not in out
+
+
+def patch_samples(samples, num_patches: int, size: int):
+    for s in samples:
+        s.gt_instances.labels = torch.zeros_like(s.gt_instances.labels)
+        s.query_patches = torch.randint(0, 256, (num_patches, 3, size, size), dtype=torch.uint8)
+    return samples
+
+
+def test_r50_configs_build_and_run_a_loss_step():
+    torch.manual_seed(0)
+    pre = MODELS.build(Config.fromfile(
+        osp.join(REPO, 'configs', 'up-detr-pretrain_r50_8xb32-60e_in1k.py')).model).train()
+    assert pre.queries.num_patches == 10 and pre.num_queries == 100
+    assert pre.encoder.layers[0].pre_norm and pre.decoder.layers[0].pre_norm
+    inputs, samples = make_batch([(96, 128)], [10], num_classes=1)
+    patch_samples(samples, 10, 64)
+    losses = pre.loss(inputs, samples)
+    assert len(losses) == 24 and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in pre.backbone.parameters())
+
+    fine = MODELS.build(Config.fromfile(
+        osp.join(REPO, 'configs', 'up-detr_r50_8xb2-300e_coco.py')).model).train()
+    assert fine.reset_classifier and fine.encoder.norm is not None
+    inputs, samples = make_batch([(96, 128)], [3], num_classes=80)
+    losses = fine.loss(inputs, samples)
+    assert len(losses) == 18 and all(torch.isfinite(v) for v in losses.values())
