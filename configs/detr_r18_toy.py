@@ -113,7 +113,9 @@ param_scheduler = [
          milestones=[int(max_iters * 0.8)], gamma=0.1),
 ]
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    # log_metric_by_epoch=False: validation metrics are logged at their iteration (the
+    # iteration-based loop has no epochs; the default would log them all at step 0)
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=700, max_keep_ckpts=2,
                     save_last=True))
 log_processor = dict(by_epoch=False)

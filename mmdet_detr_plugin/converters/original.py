@@ -154,8 +154,8 @@ def _class_rows(weight: Tensor, bias: Tensor, num_classes: int,
     else:
         why = f'expected {num_classes + 1} rows (num_classes={num_classes} + no-object)'
         hint = ('a checkpoint fine-tuned on K classes has K + 1 rows: set num_classes=K; '
-                'a UP-DETR pretrained checkpoint (3 rows: match / no match) has no '
-                'classifier for detection')
+                'a UP-DETR pre-training checkpoint (3 rows: class 0, patch, no-object) '
+                'converts with tools/model_converters/updetr_convert.py')
     _raise('the classifier does not fit the model',
            shapes=[f'class_embed.weight {list(weight.shape)}: {why}'], hint=hint)
 

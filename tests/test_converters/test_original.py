@@ -243,9 +243,10 @@ def test_upderp_extras_are_dropped_and_reported(coco_cfg):
 def test_upderp_pretrained_classifier_is_refused(coco_cfg):
     original = plugin_to_original(build(coco_cfg).state_dict())
     original.update(upderp_extras(64, 512))
-    original['class_embed.weight'] = torch.zeros(3, 64)  # match / no match
+    original['class_embed.weight'] = torch.zeros(3, 64)  # class 0, patch, no-object
     original['class_embed.bias'] = torch.zeros(3)
-    with pytest.raises(OriginalCheckpointError, match=r'class_embed.weight \[3, 64\]'):
+    with pytest.raises(OriginalCheckpointError,
+                       match=r'(?s)class_embed.weight \[3, 64\].*updetr_convert.py'):
         original_to_plugin(original)
 
 

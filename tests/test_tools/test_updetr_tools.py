@@ -1,6 +1,7 @@
 """UP-DETR as a user runs it: tools/train.py pre-trains on a folder of
 unlabeled images, then fine-tunes from the checkpoint (small CPU runs of the
 toy configs); the R50 configs build and run a loss step."""
+import json
 import os.path as osp
 import shutil
 
@@ -50,6 +51,29 @@ def test_pretrain_on_a_folder_then_fine_tune(tmp_path):
         assert name in out
     assert 'coco/bbox_mAP' in out
     assert 'unexpected key' not in out and 'missing keys' not in out
+
+    # the pretext task drawn, and the curve tool on the fine-tuning run
+    pictures = tmp_path / 'pictures'
+    out = run_tool('tools/analysis_tools/draw_query_patches.py',
+                   osp.join(REPO, 'configs', 'up-detr-pretrain_r18_toy.py'), ckpt,
+                   '--out-dir', str(pictures), '--num-images', '2', '--cfg-options',
+                   f'train_dataloader.dataset.data_root={unlabeled}/',
+                   'model.backbone.init_cfg=None')
+    summary = json.loads((pictures / 'summary.json').read_text())
+    assert summary['num_patches'] == 10 and len(summary['images']) == 2
+    assert all(0 <= iou <= 1 for image in summary['images'] for iou in image['iou'])
+    assert len(list(pictures.glob('*.png'))) == 2
+    doc = tmp_path / 'doc.md'
+    doc.write_text('before\n<!-- updetr-curves -->\nold\n<!-- /updetr-curves -->\nafter\n')
+    run_tool('tools/analysis_tools/updetr_curves.py', '--arm', 'up-detr', fine, '--arm',
+             'copy', fine, '--json', str(tmp_path / 'curves.json'), '--plot',
+             str(tmp_path / 'curves.png'), '--markdown', str(doc))
+    curves = json.loads((tmp_path / 'curves.json').read_text())
+    value = [r for r in scalars(fine) if 'coco/bbox_mAP' in r][-1]['coco/bbox_mAP']
+    assert curves['summary']['up-detr'][-1]['coco/bbox_mAP']['mean'] == value
+    text = doc.read_text()
+    assert text.startswith('before\n') and text.endswith('after\n') and 'old' not in text
+    assert f'| 2 | {value:.3f} ± 0.000' in text
 
 
 def patch_samples(samples, num_patches: int, size: int):

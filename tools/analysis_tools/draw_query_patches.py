@@ -72,9 +72,10 @@ def main() -> None:
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
 
+    from mmengine.runner import load_checkpoint
+
     import mmdet_detr_plugin  # noqa: F401  (registers the plugin)
-    from mmdet.apis import init_detector
-    from mmdet.registry import DATASETS
+    from mmdet.registry import DATASETS, MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
 
@@ -84,7 +85,9 @@ def main() -> None:
     if cfg.model.get('type') != 'PluginUPDETR':
         sys.exit(f'{args.config}: model.type is {cfg.model.get("type")}, expected a '
                  'pre-training config (PluginUPDETR)')
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    model = MODELS.build(cfg.model)  # no init_weights: every tensor comes from the checkpoint
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    model.to(args.device).eval()
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     num_patches, num_queries = model.queries.num_patches, model.queries.num_queries
     np.random.seed(args.seed)

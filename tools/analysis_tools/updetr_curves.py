@@ -36,7 +36,13 @@ def read_run(work_dir: str) -> Dict[int, Dict[str, float]]:
         for line in f:
             record = json.loads(line)
             if METRICS[0] in record:
-                out[int(record['step'])] = {m: float(record[m]) for m in METRICS if m in record}
+                step = int(record['step'])
+                if step in out:
+                    raise ValueError(
+                        f'{logs[-1]}: two validations logged at step {step}; an '
+                        'iteration-based run must log them at their iteration '
+                        '(default_hooks.logger.log_metric_by_epoch=False)')
+                out[step] = {m: float(record[m]) for m in METRICS if m in record}
     if not out:
         raise ValueError(f'{logs[-1]}: no {METRICS[0]} recorded')
     return out
