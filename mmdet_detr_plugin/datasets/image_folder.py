@@ -62,10 +62,17 @@ class PluginImageFolderDataset(BaseDataset):
         return [dict(img_path=path, img_id=i) for i, path in enumerate(paths)]
 
     def prepare_data(self, idx: int) -> Any:
-        """The pipeline's output; an error on the way names the image."""
+        """The pipeline's output; an error on the way names the image. An
+        image the pipeline skips (returns None) is drawn again in training
+        (mmengine's refetch) and refused in test mode."""
         try:
-            return super().prepare_data(idx)
+            data = super().prepare_data(idx)
         except Exception as err:
             path = self.get_data_info(idx)['img_path']
             raise RuntimeError(f'{path}: could not be prepared ({type(err).__name__}: '
                                f'{err})') from err
+        if data is None and self.test_mode:
+            raise ValueError(f'{self.get_data_info(idx)["img_path"]}: skipped by the pipeline '
+                             '(see the warning above), and a test-mode data set must give '
+                             'every image')
+        return data

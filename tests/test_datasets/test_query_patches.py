@@ -117,3 +117,20 @@ def test_pack_needs_the_patches():
     pack = TRANSFORMS.build(dict(type='PluginPackQueryPatchInputs'))
     with pytest.raises(KeyError, match='PluginRandomQueryPatches'):
         pack(dict(img=np.zeros((8, 8, 3), np.uint8)))
+
+
+def test_too_small_image_is_skipped_in_training_and_refused_in_test(tmp_path):
+    root = tmp_path / 'imgs'
+    root.mkdir()
+    Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(root / 'a_tiny.png')
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / 'b_fine.png')
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='PluginRandomQueryPatches', num_patches=2, patch_size=8),
+                dict(type='PluginPackQueryPatchInputs')]
+    ds = DATASETS.build(dict(type='PluginImageFolderDataset', data_root=str(root),
+                             pipeline=pipeline))
+    assert ds[0]['data_samples'].img_path.endswith('b_fine.png')  # drawn again
+    ds = DATASETS.build(dict(type='PluginImageFolderDataset', data_root=str(root),
+                             pipeline=pipeline, test_mode=True))
+    with pytest.raises(Exception, match='a_tiny.png'):
+        ds[0]

@@ -71,8 +71,8 @@ def summarise(arms: Dict[str, Dict[str, Dict[int, Dict[str, float]]]]) -> dict:
 
 def markdown(summary: dict, runs: Dict[str, List[str]]) -> str:
     arms = list(summary)
-    lines = [f'bbox mAP on the val split (mean ± sample std over the runs; each run in brackets). '
-             f'Runs: ' + '; '.join(f'{a}: {len(runs[a])}' for a in arms) + '.', '',
+    lines = ['bbox mAP on the val split (mean ± sample std over the runs; each run in brackets). '
+             'Runs: ' + '; '.join(f'{a}: {len(runs[a])}' for a in arms) + '.', '',
              '| step | ' + ' | '.join(arms) + ' |',
              '|---:|' + '---|' * len(arms)]
     steps = sorted({r['step'] for a in arms for r in summary[a]})
