@@ -10,9 +10,13 @@
 #    same frozen backbone, same steps, for each seed;
 # 5. the curves (docs/up_detr/curves.{json,png}, the table of docs/up_detr.md) and pictures
 #    of the pretext task.
+# 6. with LONG_ITERS set (e.g. 4500), both arms once more (seed 0) for LONG_ITERS steps, to
+#    see where the curves go past the short schedule.
 # Environment: WORK (default work_dirs/updetr_demo), DATA (default data/updetr-toy),
 #              SEEDS (default "0 1 2"), BACKBONE_ITERS (1400), PRETRAIN_ITERS (3000),
-#              FINETUNE_ITERS (1500), DOCS (default docs/up_detr; empty: do not write docs).
+#              FINETUNE_ITERS (1500), LONG_ITERS (default: none), DOCS (default
+#              docs/up_detr; empty: do not write docs).
+# Steps whose checkpoint exists are not run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python}
@@ -22,6 +26,7 @@ seeds=${SEEDS:-0 1 2}
 backbone_iters=${BACKBONE_ITERS:-1400}
 pretrain_iters=${PRETRAIN_ITERS:-3000}
 finetune_iters=${FINETUNE_ITERS:-1500}
+long_iters=${LONG_ITERS:-}
 docs=${DOCS-docs/up_detr}
 
 # the data keys of a toy config, pointed at one generated set
@@ -56,6 +61,16 @@ if [ ! -f "$pretrained" ]; then
     default_hooks.checkpoint.interval="$pretrain_iters"
 fi
 
+# fine-tune one arm: run dir, seed, steps, validation interval, init option
+finetune() {
+  if [ -f "$1/iter_$3.pth" ]; then return; fi
+  "$py" tools/train.py configs/up-detr_r18_toy.py --work-dir "$1" --cfg-options \
+    $(data_opts "$data/labeled") "$5" model.backbone.init_cfg.checkpoint="$backbone" \
+    randomness.seed="$2" train_cfg.max_iters="$3" train_cfg.val_interval="$4" \
+    default_hooks.checkpoint.interval="$3" param_scheduler.1.end="$3" \
+    "param_scheduler.1.milestones=[$(( $3 * 4 / 5 ))]"
+}
+
 echo "== 4/5 fine-tuning on $data/labeled: seeds $seeds, from UP-DETR and from scratch"
 updetr_runs=() scratch_runs=()
 for seed in $seeds; do
@@ -63,12 +78,7 @@ for seed in $seeds; do
     run="$work/finetune/${arm}_seed$seed"
     if [ "$arm" = updetr ]; then init="load_from=$pretrained"; updetr_runs+=("$run")
     else init="load_from=None"; scratch_runs+=("$run"); fi
-    if ls "$run"/*/vis_data/scalars.json >/dev/null 2>&1 && \
-       [ -f "$run/iter_$finetune_iters.pth" ]; then continue; fi
-    "$py" tools/train.py configs/up-detr_r18_toy.py --work-dir "$run" --cfg-options \
-      $(data_opts "$data/labeled") "$init" model.backbone.init_cfg.checkpoint="$backbone" \
-      randomness.seed="$seed" train_cfg.max_iters="$finetune_iters" \
-      default_hooks.checkpoint.interval="$finetune_iters"
+    finetune "$run" "$seed" "$finetune_iters" 250 "$init"
   done
 done
 
@@ -82,3 +92,12 @@ if [ -n "$docs" ]; then md=(--markdown docs/up_detr.md); fi
 "$py" tools/analysis_tools/draw_query_patches.py configs/up-detr-pretrain_r18_toy.py \
   "$pretrained" --out-dir "$out/pretext" --num-images 4 --cfg-options \
   train_dataloader.dataset.data_root="$data/unlabeled/"
+
+if [ -n "$long_iters" ]; then
+  echo "== 6 both arms, seed 0, for $long_iters steps"
+  finetune "$work/finetune_long/updetr_seed0" 0 "$long_iters" 500 "load_from=$pretrained"
+  finetune "$work/finetune_long/scratch_seed0" 0 "$long_iters" 500 "load_from=None"
+  "$py" tools/analysis_tools/updetr_curves.py --arm up-detr "$work/finetune_long/updetr_seed0" \
+    --arm scratch "$work/finetune_long/scratch_seed0" --json "$out/curves_long.json" \
+    --plot "$out/curves_long.png" "${md[@]}" --marker updetr-curves-long
+fi

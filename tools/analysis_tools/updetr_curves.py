@@ -11,8 +11,9 @@ Each run directory is a ``tools/train.py --work-dir``; its validation
 results are read from ``*/vis_data/scalars.json`` (mmengine's log of
 scalars: ``coco/bbox_mAP`` and ``coco/bbox_mAP_50`` at each validation
 step). ``--markdown`` rewrites the table between the file's
-``<!-- updetr-curves -->`` markers: per step, each arm's mean and sample
-standard deviation over its runs and every run's value.
+``<!-- updetr-curves -->`` markers (``--marker`` names others): per step,
+each arm's mean and sample standard deviation over its runs and every run's
+value.
 """
 import argparse
 import glob
@@ -21,7 +22,7 @@ import os.path as osp
 import statistics
 from typing import Dict, List
 
-MARK_BEGIN, MARK_END = '<!-- updetr-curves -->', '<!-- /updetr-curves -->'
+DEFAULT_MARKER = 'updetr-curves'
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
 
 
@@ -129,6 +130,9 @@ def main() -> None:
     parser.add_argument('--json', help='write the curves here')
     parser.add_argument('--plot', help='write the plot here (PNG)')
     parser.add_argument('--markdown', help='rewrite the table between the markers of this file')
+    parser.add_argument('--marker', default=DEFAULT_MARKER,
+                        help=f'the markers: <!-- MARKER --> ... <!-- /MARKER --> '
+                        f'(default {DEFAULT_MARKER})')
     args = parser.parse_args()
     arms, runs = {}, {}
     for name, *dirs in args.arm:
@@ -148,14 +152,15 @@ def main() -> None:
     if args.plot:
         plot(summary, args.plot)
     if args.markdown:
+        mark_begin, mark_end = f'<!-- {args.marker} -->', f'<!-- /{args.marker} -->'
         with open(args.markdown) as f:
             text = f.read()
-        if MARK_BEGIN not in text or MARK_END not in text:
-            raise SystemExit(f'{args.markdown}: no {MARK_BEGIN} ... {MARK_END} markers')
-        head, rest = text.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
+        if mark_begin not in text or mark_end not in text:
+            raise SystemExit(f'{args.markdown}: no {mark_begin} ... {mark_end} markers')
+        head, rest = text.split(mark_begin, 1)
+        tail = rest.split(mark_end, 1)[1]
         with open(args.markdown, 'w') as f:
-            f.write(f'{head}{MARK_BEGIN}\n{table}\n{MARK_END}{tail}')
+            f.write(f'{head}{mark_begin}\n{table}\n{mark_end}{tail}')
 
 
 if __name__ == '__main__':
