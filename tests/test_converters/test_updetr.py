@@ -6,6 +6,7 @@ The release-layout state dict is built by hand from the modules it is made of
 encoder norm, the heads), in the shapes of
 ``up-detr-pre-training-60ep-imagenet.pth``; nothing is downloaded.
 """
+import argparse
 import logging
 import os.path as osp
 import subprocess
@@ -162,11 +163,15 @@ def test_not_a_pretraining_checkpoint(release):
 
 def test_tool_writes_a_checked_checkpoint(release, tmp_path):
     src, dst = tmp_path / 'up-detr.pth', tmp_path / 'plugin.pth'
-    torch.save(dict(model=release, epoch=59), src)
+    # the release's entries: model, optimizer, lr_scheduler, epoch, args (a Namespace)
+    torch.save(dict(model=release, optimizer=dict(state={}, param_groups=[]),
+                    lr_scheduler=dict(last_epoch=59), epoch=59,
+                    args=argparse.Namespace(num_patches=10, lr=1e-4)), src)
     tool = osp.join(REPO, 'tools', 'model_converters', 'updetr_convert.py')
     proc = subprocess.run([sys.executable, tool, str(src), str(dst), '--to', 'finetune',
                            '--config', FINETUNE], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert 'checked against' in proc.stdout and 'patch2query.weight' in proc.stdout
+    assert 'ignored entries of the file: optimizer, lr_scheduler, epoch, args' in proc.stdout
     saved = torch.load(dst, weights_only=True)['state_dict']
     assert torch.equal(saved['encoder.norm.weight'], release['transformer.encoder.norm.weight'])

@@ -1,7 +1,7 @@
 """UP-DETR's pre-training head (Dai et al. 2021, section 3): DETR's class and
 box FFNs, plus ``feature_align``, an MLP that predicts each query's patch
 feature for the reconstruction loss."""
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
@@ -37,6 +37,12 @@ class PluginUPDETRHead(PluginDETRHead):
         super().__init__(num_classes=num_classes, embed_dims=embed_dims, **kwargs)
         self.feature_channels = feature_channels
         self.feature_align = MLP(embed_dims, embed_dims, feature_channels, 2)
+
+    def forward(self, hidden_states: Tensor, references: Optional[Tensor] = None,
+                patch_features: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """DETR's outputs (``mode='tensor'``); the patch features are only
+        targets of the loss."""
+        return super().forward(hidden_states, references)
 
     def loss(self, hidden_states: Tensor, batch_data_samples: SampleList,
              patch_features: Optional[Tensor] = None, num_query_groups: int = 1,

@@ -27,20 +27,27 @@ def test_config_builds_and_runs(name):
     assert cfg.custom_imports['imports'] == ['mmdet_detr_plugin']
     backbone = cfg.model.backbone
     if (backbone.get('init_cfg') or {}).get('type') == 'Pretrained':
-        # the ImageNet weights are the users' own (mmcv's model zoo names);
-        # the test never loads them
-        assert backbone.init_cfg.checkpoint.split(':')[0] == 'torchvision'
+        # the ImageNet weights are the users' own (mmcv's model zoo names), the
+        # toy UP-DETR's frozen backbone comes from its demo; the test never loads them
+        checkpoint = backbone.init_cfg.checkpoint
+        assert (checkpoint.split(':')[0] == 'torchvision'
+                or checkpoint.startswith('work_dirs/updetr_demo/')), checkpoint
         backbone.init_cfg = None
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
     num_classes = cfg.model.bbox_head.num_classes
-    inputs, samples = make_batch([(64, 96), (80, 64)], num_gts=[2, 3], num_classes=num_classes)
+    pretraining = cfg.model.type == 'PluginUPDETR'
+    num_gts = [cfg.model.queries.num_patches] * 2 if pretraining else [2, 3]
+    inputs, samples = make_batch([(64, 96), (80, 64)], num_gts=num_gts, num_classes=num_classes)
+    if pretraining:  # UP-DETR: the patches of each image
+        for s in samples:
+            s.query_patches = torch.randint(0, 256, (num_gts[0], 3, 32, 32), dtype=torch.uint8)
 
     model.train()
     losses = model(inputs, samples, mode='loss')
     num_layers = cfg.model.decoder.num_layers
-    assert len(losses) == 3 * num_layers
+    assert len(losses) == (4 if pretraining else 3) * num_layers
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
