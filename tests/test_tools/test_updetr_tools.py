@@ -3,14 +3,14 @@ unlabeled images, then fine-tunes from the checkpoint (small CPU runs of the
 toy configs); the R50 configs build and run a loss step."""
 import json
 import os.path as osp
+import runpy
 import shutil
+import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
-from mmdet.registry import MODELS
-
-from conftest import make_batch
 from test_train_test_resume import REPO, run_tool, scalars
 
 FAST = ['train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
@@ -19,7 +19,7 @@ FAST = ['train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
         'default_hooks.checkpoint.interval=2']
 
 
-def test_pretrain_on_a_folder_then_fine_tune(tmp_path):
+def test_pretrain_on_a_folder_then_fine_tune(tmp_path, monkeypatch):
     from mmdet_detr_plugin.datasets import make_toy_coco
     unlabeled, labeled = tmp_path / 'unlabeled', tmp_path / 'labeled'
     make_toy_coco(str(unlabeled), num_train=12, num_val=0, img_size=96, seed=1)
@@ -65,9 +65,12 @@ def test_pretrain_on_a_folder_then_fine_tune(tmp_path):
     assert len(list(pictures.glob('*.png'))) == 2
     doc = tmp_path / 'doc.md'
     doc.write_text('before\n<!-- updetr-curves -->\nold\n<!-- /updetr-curves -->\nafter\n')
-    run_tool('tools/analysis_tools/updetr_curves.py', '--arm', 'up-detr', fine, '--arm',
-             'copy', fine, '--json', str(tmp_path / 'curves.json'), '--plot',
-             str(tmp_path / 'curves.png'), '--markdown', str(doc))
+    monkeypatch.setattr(sys, 'argv', [
+        'updetr_curves.py', '--arm', 'up-detr', fine, '--arm', 'copy', fine, '--json',
+        str(tmp_path / 'curves.json'), '--plot', str(tmp_path / 'curves.png'), '--markdown',
+        str(doc)])
+    runpy.run_path(osp.join(REPO, 'tools', 'analysis_tools', 'updetr_curves.py'),
+                   run_name='__main__')
     curves = json.loads((tmp_path / 'curves.json').read_text())
     value = [r for r in scalars(fine) if 'coco/bbox_mAP' in r][-1]['coco/bbox_mAP']
     assert curves['summary']['up-detr'][-1]['coco/bbox_mAP']['mean'] == value
@@ -76,29 +79,29 @@ def test_pretrain_on_a_folder_then_fine_tune(tmp_path):
     assert f'| 2 | {value:.3f} ± 0.000' in text
 
 
-def patch_samples(samples, num_patches: int, size: int):
-    for s in samples:
-        s.gt_instances.labels = torch.zeros_like(s.gt_instances.labels)
-        s.query_patches = torch.randint(0, 256, (num_patches, 3, size, size), dtype=torch.uint8)
-    return samples
-
-
-def test_r50_configs_build_and_run_a_loss_step():
-    torch.manual_seed(0)
-    pre = MODELS.build(Config.fromfile(
-        osp.join(REPO, 'configs', 'up-detr-pretrain_r50_8xb32-60e_in1k.py')).model).train()
-    assert pre.queries.num_patches == 10 and pre.num_queries == 100
-    assert pre.encoder.layers[0].pre_norm and pre.decoder.layers[0].pre_norm
-    inputs, samples = make_batch([(96, 128)], [10], num_classes=1)
-    patch_samples(samples, 10, 64)
-    losses = pre.loss(inputs, samples)
-    assert len(losses) == 24 and all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
-    assert all(p.grad is None for p in pre.backbone.parameters())
-
-    fine = MODELS.build(Config.fromfile(
-        osp.join(REPO, 'configs', 'up-detr_r50_8xb2-300e_coco.py')).model).train()
-    assert fine.reset_classifier and fine.encoder.norm is not None
-    inputs, samples = make_batch([(96, 128)], [3], num_classes=80)
-    losses = fine.loss(inputs, samples)
-    assert len(losses) == 18 and all(torch.isfinite(v) for v in losses.values())
+def test_r50_configs_are_the_reference_recipe():
+    """(test_configs.py builds them and runs a loss step.)"""
+    pre = Config.fromfile(osp.join(REPO, 'configs', 'up-detr-pretrain_r50_8xb32-60e_in1k.py'))
+    assert pre.model.type == 'PluginUPDETR' and pre.model.freeze_backbone
+    assert pre.model.queries.num_patches == 10 and pre.model.num_queries == 100
+    assert pre.model.queries.feature_dropout == 0.1 and not pre.model.queries.shuffle
+    assert pre.model.encoder.pre_norm and pre.model.decoder.pre_norm
+    crit = pre.model.bbox_head.criterion
+    assert (crit.no_object_weight, crit.loss_cls_weight, crit.loss_bbox_weight,
+            crit.loss_iou_weight, crit.loss_feature_weight) == (0.1, 1.0, 5.0, 2.0, 1.0)
+    costs = [c.weight for c in pre.model.train_cfg.assigner.match_costs]
+    assert costs == [1.0, 5.0, 2.0]
+    patches = [t for t in pre.train_pipeline if t.type == 'PluginRandomQueryPatches'][0]
+    assert (patches.num_patches, patches.min_size, patches.patch_size) == (10, 8, 128)
+    resize = [t for t in pre.train_pipeline if t.type == 'RandomChoiceResize'][0]
+    assert {s[1] for s in resize.scales} == set(range(320, 481, 16))
+    assert {s[0] for s in resize.scales} == {600}
+    assert pre.optim_wrapper.optimizer.lr == 1e-4 and pre.optim_wrapper.clip_grad.max_norm == 0.1
+    assert pre.train_dataloader.batch_size == 32 and pre.auto_scale_lr.base_batch_size == 256
+    assert pre.train_cfg.max_epochs == 60 and pre.param_scheduler[0].milestones == [40]
+    fine = Config.fromfile(osp.join(REPO, 'configs', 'up-detr_r50_8xb2-300e_coco.py'))
+    assert fine.model.reset_classifier and fine.model.encoder.pre_norm
+    assert fine.train_cfg.max_epochs == 300 and fine.param_scheduler[0].milestones == [200]
+    backbone_lr = (fine.optim_wrapper.optimizer.lr
+                   * fine.optim_wrapper.paramwise_cfg.custom_keys['backbone'].lr_mult)
+    assert backbone_lr == pytest.approx(5e-5)
