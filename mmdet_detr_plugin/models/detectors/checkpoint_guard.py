@@ -100,11 +100,8 @@ def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor
     if not heads:
         return False
     classifier = [k for k in state_dict if k.startswith(prefix + CLASSIFIER_PREFIX)]
-    for key in heads + classifier:
+    for key in heads + classifier:  # the caller fills in the model's fresh classifier
         del state_dict[key]
-    for key in own:  # the classifier keeps its fresh values
-        if key.startswith(prefix + CLASSIFIER_PREFIX):
-            state_dict[key] = own[key].clone()
     names = sorted({k[len(prefix):].rsplit('.', 1)[0] for k in heads + classifier})
     print_log(f'UP-DETR pre-training checkpoint: dropped its pre-training heads and its '
               f'"patch" classifier ({len(heads) + len(classifier)} tensors: '
