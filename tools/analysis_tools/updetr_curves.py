@@ -86,13 +86,17 @@ def markdown(summary: dict, runs: Dict[str, List[str]]) -> str:
             if not m or m['mean'] is None:
                 cells.append('—')
                 continue
+            if len(m['values']) == 1:  # one run: its value, no spread
+                cells.append(f"{m['mean']:.3f}")
+                continue
             each = ', '.join(f'{v:.3f}' for v in m['values'])
             cells.append(f"{m['mean']:.3f} ± {m['std']:.3f} ({each})")
         lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
     lines.append('')
+    last = {a: summary[a][-1][METRICS[1]] for a in arms if summary[a]}
     lines.append('bbox mAP@0.5 at the last step: ' + '; '.join(
-        f"{a} {summary[a][-1][METRICS[1]]['mean']:.3f} ± {summary[a][-1][METRICS[1]]['std']:.3f}"
-        for a in arms if summary[a] and summary[a][-1][METRICS[1]]['mean'] is not None) + '.')
+        f"{a} {m['mean']:.3f}" + (f" ± {m['std']:.3f}" if len(m['values']) > 1 else '')
+        for a, m in last.items() if m['mean'] is not None) + '.')
     return '\n'.join(lines)
 
 
