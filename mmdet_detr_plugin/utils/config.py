@@ -27,14 +27,14 @@ def apply_data_root(cfg: Config, data_root: str, old_root: str) -> None:
     when the file is read, so overriding the variable alone
     (``--cfg-options data_root=...``) would leave them pointing at the old
     place; this rewrites the ``data_root`` and ``ann_file`` entries that
-    start with the old root.
+    start with the old root (and the panoptic metric's ``seg_prefix``).
     """
     if not old_root or old_root == data_root:
         return
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader',
                  'val_evaluator', 'test_evaluator'):
         if name in cfg:
-            _replace_prefix(cfg[name], old_root, data_root, ('data_root', 'ann_file'))
+            _replace_prefix(cfg[name], old_root, data_root, ('data_root', 'ann_file', 'seg_prefix'))
 
 
 def merge_options(cfg: Config, options: dict, merge=Config.merge_from_dict) -> None:

@@ -2,7 +2,7 @@
 (DETR paper, section 3.2 "Prediction feed-forward networks")."""
 import logging
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -152,29 +152,34 @@ class PluginDETRHead(BaseModule):
         return self.criterion(all_layers_cls_scores, all_layers_bbox_preds, **targets)
 
     def match(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
-              batch_gt_instances: InstanceList, batch_img_metas: List[dict]) -> Dict:
+              batch_gt_instances: InstanceList, batch_img_metas: List[dict],
+              return_keeps: bool = False) -> Union[Dict, Tuple[Dict, List]]:
         """Checked targets and the matching of every layer and image.
 
         Returns:
             dict: the criterion's ``matches`` (per image ``(query_inds [L, K_b],
             gt_inds [L, K_b])``), ``gt_labels`` (B tensors [M_b]),
             ``gt_boxes`` (B tensors [M_b, 4], normalised cxcywh) and
-            ``img_shapes`` (B (h, w)).
+            ``img_shapes`` (B (h, w)); with ``return_keeps`` also, per image,
+            None or the bool [M_b] of boxes kept by ``_validate_gt`` (gt
+            indices refer to the kept boxes).
         """
         img_shapes = [meta['img_shape'][:2] for meta in batch_img_metas]
         gt_labels = [gt.labels.long() for gt in batch_gt_instances]
-        gt_xyxy, gt_labels = self._validate_gt([gt.bboxes for gt in batch_gt_instances],
-                                               gt_labels, batch_img_metas)
+        gt_xyxy, gt_labels, keeps = self._validate_gt(
+            [gt.bboxes for gt in batch_gt_instances], gt_labels, batch_img_metas)
         gt_boxes = []  # normalised cxcywh [M_b, 4]
         for boxes, img_shape in zip(gt_xyxy, img_shapes):
             gt_boxes.append(box_xyxy_to_cxcywh(boxes / image_scale(img_shape, boxes)))
         matches = self.assigner.assign_batch(all_layers_cls_scores, all_layers_bbox_preds,
                                              gt_labels, gt_boxes, img_shapes)
-        return dict(matches=matches, gt_labels=gt_labels, gt_boxes=gt_boxes,
-                    img_shapes=img_shapes)
+        targets = dict(matches=matches, gt_labels=gt_labels, gt_boxes=gt_boxes,
+                       img_shapes=img_shapes)
+        return (targets, keeps) if return_keeps else targets
 
     def _validate_gt(self, boxes: List[Tensor], labels: List[Tensor],
-                     batch_img_metas: List[dict]) -> Tuple[List[Tensor], List[Tensor]]:
+                     batch_img_metas: List[dict]
+                     ) -> Tuple[List[Tensor], List[Tensor], List[Optional[Tensor]]]:
         """Check labels, clip boxes to their image, drop boxes without area.
 
         * A label outside [0, K) would silently train against the wrong class
@@ -192,7 +197,8 @@ class PluginDETRHead(BaseModule):
             batch_img_metas (list[dict]): ``img_shape`` (and ``img_path``).
 
         Returns:
-            tuple[list[Tensor], list[Tensor]]: clipped boxes and their labels.
+            tuple[list]: clipped boxes, their labels, and per image None (all
+            kept) or the bool [M_b] of kept boxes.
         """
         clipped, keeps = [], []
         for b, meta in zip(boxes, batch_img_metas):
@@ -201,7 +207,7 @@ class PluginDETRHead(BaseModule):
             clipped.append(c)
             keeps.append(((c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])) & b.isfinite().all(1))
         if not keeps:
-            return clipped, labels
+            return clipped, labels, [None] * len(labels)
         all_labels = torch.cat(labels)
         labels_ok, boxes_ok = torch.stack([
             ((all_labels >= 0) & (all_labels < self.num_classes)).all(),
@@ -217,7 +223,7 @@ class PluginDETRHead(BaseModule):
                         f'{self.num_classes} does not match the data set\'s classes '
                         '(set num_classes to the number of classes in dataset metainfo)')
         if boxes_ok:
-            return clipped, labels
+            return clipped, labels, [None] * len(labels)
         for i, keep in enumerate(keeps):
             dropped = int((~keep).sum())
             if dropped:
@@ -225,7 +231,8 @@ class PluginDETRHead(BaseModule):
                 print_log(f'{path}: {dropped} ground-truth box(es) with no area inside the '
                           f'image (zero-area, inverted or outside) ignored',
                           logger='current', level=logging.WARNING)
-        return ([c[k] for c, k in zip(clipped, keeps)], [l[k] for l, k in zip(labels, keeps)])
+        return ([c[k] for c, k in zip(clipped, keeps)], [l[k] for l, k in zip(labels, keeps)],
+                keeps)
 
     # ------------------------------------------------------------------ #
     def predict(self, hidden_states: Tensor, batch_data_samples: SampleList,

@@ -17,6 +17,11 @@ before any tensor is copied and
   own, so that it keeps its fresh initialisation (fine-tuning on a data set
   with another class count) and nothing is reported missing.
 
+A box checkpoint (no ``bbox_head.attention_map.*`` nor
+``bbox_head.mask_head.*``) loaded into ``PluginDETRPanoptic`` is the start of
+the panoptic recipe's mask stage: the mask parts keep their fresh values,
+and a log line says so. A checkpoint with only some of them is refused.
+
 A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
 ``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
 without these heads is a fine-tuning start: the heads and the classifier
@@ -29,6 +34,7 @@ from torch import Tensor, nn
 
 CLASSIFIER_PREFIX = 'bbox_head.fc_cls.'
 PRETRAINING_PREFIXES = ('queries.patch2query.', 'bbox_head.feature_align.')
+MASK_PREFIXES = ('bbox_head.attention_map.', 'bbox_head.mask_head.')
 CONVERTERS = ('tools/model_converters/mmdet_detr_convert.py (mmdet\'s DETR), '
               'tools/model_converters/detr_original_to_plugin.py (the original DETR release) '
               'or tools/model_converters/hf_detr_convert.py (transformers\' DETR)')
@@ -51,6 +57,7 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
     incoming = [k for k in state_dict if k.startswith(prefix)]
     # num_batches_tracked buffers are bookkeeping: never a reason to refuse
     own_keys = [k for k in own if not k.endswith('num_batches_tracked')]
+    _keep_fresh_mask_head(own, state_dict, prefix)
     if reset_classifier or pretrained:
         absent = [k for k in own_keys if k.startswith(prefix + CLASSIFIER_PREFIX)
                   and k not in state_dict]
@@ -93,7 +100,12 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
 
 def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
                             prefix: str) -> bool:
-    """A UP-DETR pre-training checkpoint into a detector: drop its heads and
+    """A box checkpoint (no ``bbox_head.attention_map.*`` nor
+``bbox_head.mask_head.*``) loaded into ``PluginDETRPanoptic`` is the start of
+the panoptic recipe's mask stage: the mask parts keep their fresh values,
+and a log line says so. A checkpoint with only some of them is refused.
+
+A UP-DETR pre-training checkpoint into a detector: drop its heads and
     its classifier from ``state_dict``, say so, and return True."""
     heads = [k for k in state_dict
              if k.startswith(tuple(prefix + p for p in PRETRAINING_PREFIXES)) and k not in own]
@@ -107,3 +119,18 @@ def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor
               f'"patch" classifier ({len(heads) + len(classifier)} tensors: '
               f'{", ".join(names)}); the classifier starts afresh', logger='current')
     return True
+
+
+def _keep_fresh_mask_head(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
+                          prefix: str) -> None:
+    """A box checkpoint into a panoptic model: the model's fresh attention
+    maps and mask head are put into ``state_dict``, with a log line."""
+    mask_keys = [k for k in own if k.startswith(tuple(prefix + p for p in MASK_PREFIXES))]
+    if not mask_keys or any(k in state_dict for k in mask_keys):
+        return
+    if not any(k.startswith(prefix + CLASSIFIER_PREFIX) for k in state_dict):
+        return  # not a detector checkpoint: reported as missing keys
+    for key in mask_keys:
+        state_dict[key] = own[key].clone()
+    print_log(f'box detector checkpoint: the attention maps and the mask head '
+              f'({len(mask_keys)} tensors) start afresh', logger='current')

@@ -1,4 +1,5 @@
 from .attention import DetrAttention
+from .mask_head import PluginMaskHead, PluginMHAttentionMap
 from .positional_encoding import PluginLearnedPositionalEncoding, PluginSinePositionalEncoding
 from .queries import PluginAnchorPointQueries, PluginDETRQueries, PluginPatchQueries
 from .transformer import (DetrDecoderLayer, DetrEncoderLayer, DetrFFN,
@@ -8,5 +9,5 @@ __all__ = [
     'DetrAttention', 'DetrFFN', 'DetrEncoderLayer', 'DetrDecoderLayer',
     'PluginDetrTransformerEncoder', 'PluginDetrTransformerDecoder',
     'PluginSinePositionalEncoding', 'PluginLearnedPositionalEncoding', 'PluginDETRQueries',
-    'PluginAnchorPointQueries', 'PluginPatchQueries'
+    'PluginAnchorPointQueries', 'PluginPatchQueries', 'PluginMHAttentionMap', 'PluginMaskHead'
 ]
