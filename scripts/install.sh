@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a Python environment with the plugin's stack:
 #   torch 2.14.1, torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 (compiled ops),
-#   mmdet 3.3.0, scipy, pycocotools, and this package in editable mode.
+#   mmdet 3.3.0, scipy, pycocotools, panopticapi, and this package in editable mode.
 #
 # mmcv 2.1.0 ships on PyPI only as a source archive, and that archive does not build
 # against torch 2.14 as it is: its setup.py asks for C++17 while torch's headers need
@@ -88,6 +88,11 @@ log "installing mmengine $MMENGINE_VERSION, mmdet $MMDET_VERSION and the plugin"
 pip install -q "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" scipy pycocotools matplotlib pytest
 # what mmdet's analysis tools import (benchmark.py: psutil; analyze_logs.py: seaborn)
 pip install -q psutil seaborn
+# panopticapi (COCO panoptic PNG codec and PQ statistics) for mmdet's CocoPanopticMetric and
+# the panoptic loaders. panopticapi-lite is the same package on PyPI; --no-deps because it
+# pins numpy<2, while its code runs on numpy 2 (tests/test_datasets/test_panoptic_loading.py
+# computes PQ with it end to end)
+pip install -q --no-deps panopticapi-lite
 # the plugin's "fast" extra: numba, for the compiled CPU kernels of model.accel
 # (fused matching costs and the assignment solver in dense scenes, optional dropout
 # masks); the plugin runs without it
@@ -101,6 +106,7 @@ pip install -q transformers || log "transformers not installed: the benchmark ru
 "$py" - <<'PY'
 import torch, torchvision, mmcv, mmengine, mmdet
 from mmcv.ops import nms  # compiled ops are there
+from panopticapi.utils import rgb2id  # panoptic data and CocoPanopticMetric
 import mmdet_detr_plugin
 print(f'[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, '
       f'mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, '

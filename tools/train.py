@@ -56,11 +56,12 @@ def load_config(path: str, cfg_options: dict = None) -> Config:
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
-    from mmdet_detr_plugin.utils.preflight import check_custom_imports
+    from mmdet_detr_plugin.utils.preflight import check_custom_imports, check_panopticapi
     check_custom_imports(cfg, path)
     if cfg_options:
         from mmdet_detr_plugin.utils.config import merge_options
         merge_options(cfg, cfg_options)
+    check_panopticapi(cfg, path)
     return cfg
 
 

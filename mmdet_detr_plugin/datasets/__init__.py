@@ -1,9 +1,16 @@
-"""Data: the toy shapes generator (numpy/PIL), the unlabeled image folder
-data set and UP-DETR's query-patch transforms."""
+"""Data: the toy shapes generators (detection and panoptic; numpy/PIL), the
+unlabeled image folder data set, the checked COCO panoptic data set, UP-DETR's
+query-patch transforms and DETR's panoptic target loader."""
+from .coco_panoptic import PluginCocoPanopticDataset
 from .image_folder import IMAGE_EXTENSIONS, PluginImageFolderDataset
+from .toy_panoptic import (TOY_STUFF_CLASSES, TOY_THING_CLASSES, make_toy_panoptic,
+                           render_toy_panoptic, segment_ids_to_rgb)
 from .toy_shapes import MIN_SHAPE_SIZE, TOY_CLASSES, make_toy_coco, render_toy_image, shape_mask
-from .transforms import PluginPackQueryPatchInputs, PluginRandomQueryPatches
+from .transforms import (PluginLoadPanopticAnnotations, PluginPackQueryPatchInputs,
+                         PluginRandomQueryPatches)
 
 __all__ = ['TOY_CLASSES', 'MIN_SHAPE_SIZE', 'make_toy_coco', 'render_toy_image', 'shape_mask',
-           'PluginImageFolderDataset', 'IMAGE_EXTENSIONS', 'PluginRandomQueryPatches',
-           'PluginPackQueryPatchInputs']
+           'TOY_THING_CLASSES', 'TOY_STUFF_CLASSES', 'make_toy_panoptic', 'render_toy_panoptic',
+           'segment_ids_to_rgb', 'PluginImageFolderDataset', 'IMAGE_EXTENSIONS',
+           'PluginCocoPanopticDataset', 'PluginRandomQueryPatches', 'PluginPackQueryPatchInputs',
+           'PluginLoadPanopticAnnotations']

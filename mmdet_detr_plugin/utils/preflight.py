@@ -104,3 +104,21 @@ def name_corrupt_annotation(cfg: Config, error: json.JSONDecodeError, stage: str
         except json.JSONDecodeError as err:
             raise ValueError(f'{key}.ann_file: {path} is not valid JSON ({err})') from error
     raise error
+
+
+# Config types that import panopticapi when built (mmdet's metric and loader, and ours).
+PANOPTIC_TYPES = ('CocoPanopticMetric', 'LoadPanopticAnnotations',
+                  'PluginLoadPanopticAnnotations')
+
+
+def check_panopticapi(cfg: Config, config_path: str = 'the config') -> None:
+    """A config naming a panoptic metric or loader needs panopticapi installed."""
+    used = sorted({t for t in _types(cfg._cfg_dict.to_dict()) if t in PANOPTIC_TYPES})
+    if not used:
+        return
+    try:
+        import panopticapi  # noqa: F401
+    except ImportError as err:
+        from mmdet_detr_plugin.datasets.transforms.panoptic import PANOPTICAPI_INSTALL
+        raise ImportError(f'{config_path} uses {", ".join(used)}, which needs panopticapi; '
+                          f'it is not installed: {PANOPTICAPI_INSTALL}') from err
