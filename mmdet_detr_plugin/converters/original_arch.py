@@ -6,6 +6,8 @@ modules it is built of: torchvision's ResNet under ``backbone.0.body``,
 heads. :func:`infer_arch` reads the depth of each part from the key names;
 :func:`expected_keys` lists every key such a model has, so that a partial
 or foreign state dict is caught with one complete list of what is missing.
+The panoptic models (``DETRsegm``) hold such a box model under ``detr.``
+and add the mask parts of :func:`expected_mask_keys`.
 """
 import re
 from dataclasses import dataclass
@@ -19,6 +21,10 @@ _WB = ('weight', 'bias')
 _DEFAULT_BLOCKS = (3, 4, 6, 3)
 _DEFAULT_LAYERS = 6
 _DEFAULT_MLP = 3
+# the release's mask head (MaskHeadSmallConv) adapts 3 finer backbone levels
+# (C4, C3, C2): 5 conv + GroupNorm blocks, 3 adapters, one output conv
+MASK_LEVELS = 3
+MASK_CONVS = MASK_LEVELS + 2
 _RESNET_NAMES = {(True, (3, 4, 6, 3)): 'ResNet-50', (True, (3, 4, 23, 3)): 'ResNet-101',
                  (True, (3, 8, 36, 3)): 'ResNet-152', (False, (2, 2, 2, 2)): 'ResNet-18',
                  (False, (3, 4, 6, 3)): 'ResNet-34'}
@@ -37,6 +43,9 @@ class OriginalArch:
         pre_norm (bool): ``transformer.encoder.norm`` is present.
         learned_pos (bool): ``backbone.1.{row,col}_embed`` are present.
         bbox_mlp_layers (int): layers of the box MLP.
+        mask_head (bool): a panoptic model: the above under ``detr.``, plus
+            :func:`expected_mask_keys` (not read from the box keys: set by
+            the converter).
     """
     bottleneck: bool = True
     blocks: Tuple[int, ...] = _DEFAULT_BLOCKS
@@ -46,14 +55,17 @@ class OriginalArch:
     pre_norm: bool = False
     learned_pos: bool = False
     bbox_mlp_layers: int = _DEFAULT_MLP
+    mask_head: bool = False
 
     def describe(self) -> str:
         """One line for reports, e.g. ``'ResNet-50, 6 encoder + 6 decoder
-        layers, sine positional encoding'``."""
+        layers, sine positional encoding'`` (``', mask head'`` added for a
+        panoptic model)."""
         name = _RESNET_NAMES.get((self.bottleneck, self.blocks), f'ResNet blocks {self.blocks}')
         return (f'{name}, {self.encoder_layers} encoder + {self.decoder_layers} decoder layers'
                 f'{" (pre-norm)" if self.pre_norm else ""}, '
-                f'{"learned" if self.learned_pos else "sine"} positional encoding')
+                f'{"learned" if self.learned_pos else "sine"} positional encoding'
+                f'{", mask head" if self.mask_head else ""}')
 
 
 def _count(keys: List[str], pattern: str, default: int) -> int:
@@ -140,4 +152,26 @@ def expected_keys(arch: OriginalArch) -> List[str]:
         add(f'bbox_embed.layers.{i}', _WB)
     keys.append('query_embed.weight')
     add('input_proj', _WB)
+    return keys
+
+
+def expected_mask_keys() -> List[str]:
+    """Every key of a panoptic release model's mask parts, in module order.
+
+    ``bbox_attention`` (``MHAttentionMap``: q and k projections, [d, d]) and
+    ``mask_head`` (``MaskHeadSmallConv``: ``lay1..5`` 3x3 convs with
+    ``gn1..5`` GroupNorms, ``out_lay`` to 1 channel, ``adapter1..3`` 1x1
+    convs of C4, C3, C2), all with a bias. For d = 256 and 8 heads:
+    lay1 [264, 264, 3, 3], lay2..5 to 128, 64, 32, 16 channels, out_lay
+    [1, 16, 3, 3], adapter1..3 [128, 1024, 1, 1], [64, 512, 1, 1],
+    [32, 256, 1, 1] (ResNet-50 and -101 alike).
+
+    Returns:
+        list[str]: release names (without the ``detr.`` of the box part).
+    """
+    keys = [f'bbox_attention.{qk}_linear.{p}' for qk in 'qk' for p in _WB]
+    for n in range(1, MASK_CONVS + 1):
+        keys += [f'mask_head.{part}{n}.{p}' for part in ('lay', 'gn') for p in _WB]
+    keys += [f'mask_head.out_lay.{p}' for p in _WB]
+    keys += [f'mask_head.adapter{n}.{p}' for n in range(1, MASK_LEVELS + 1) for p in _WB]
     return keys

@@ -276,15 +276,6 @@ def test_mmdet_layout_is_refused_with_one_error(coco_cfg):
     assert 'mmdet_detr_convert.py' in msg  # points to the right tool
 
 
-def test_panoptic_checkpoint_is_refused(coco_cfg):
-    original = plugin_to_original(build(coco_cfg).state_dict())
-    panoptic = OrderedDict((f'detr.{k}', v) for k, v in original.items())
-    panoptic['bbox_attention.q_linear.weight'] = torch.zeros(64, 64)
-    panoptic['mask_head.lay1.weight'] = torch.zeros(8, 8, 3, 3)
-    with pytest.raises(OriginalCheckpointError, match='panoptic'):
-        original_to_plugin(panoptic)
-
-
 def test_release_file_loads_weights_only(tmp_path):
     state = OrderedDict(w=torch.ones(2))
     path = str(tmp_path / 'release.pth')
@@ -321,6 +312,7 @@ def test_tool_converts_a_release_r50_file(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     assert 'ResNet-50' in proc.stdout and 'patch2query.weight' in proc.stdout
     ckpt = torch.load(dst, weights_only=True)
+    assert ckpt['meta']['release_layout'] == 'box'  # panoptic: test_original_panoptic.py
     assert tuple(ckpt['meta']['dataset_meta']['classes']) == CocoDataset.METAINFO['classes']
     model.load_state_dict(ckpt['state_dict'], strict=True)
     ours = model.state_dict()

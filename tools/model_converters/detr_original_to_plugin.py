@@ -1,16 +1,25 @@
 """Convert a checkpoint of the original DETR release to the plugin's layout.
 
     python tools/model_converters/detr_original_to_plugin.py SRC DST
-        [--num-classes 80] [--no-class-map] [--config CONFIG]
+        [--num-classes K] [--no-class-map] [--config CONFIG]
 
-SRC: a release file (detr-r50-e632da11.pth, detr-r101, the DC5 variants, a
-UP-DETR fine-tuned checkpoint...). DST loads with ``tools/test.py CONFIG DST``
-and ``tools/demo.py``, e.g. with ``configs/detr_r50_coco.py``. By default the
-92 classifier rows of the release (COCO category ids 0..90, then no-object)
-become mmdet's 80 COCO labels + no-object, and DST records mmdet's COCO class
-names. ``--no-class-map`` keeps the rows of a checkpoint fine-tuned on K
-classes (give ``--num-classes K``). ``--config`` checks that DST loads
-strictly into that config's model (depth, layer counts, classes).
+SRC: a release file, either kind, told apart by its keys:
+
+* a box model (detr-r50-e632da11.pth, detr-r101, the DC5 variants, a UP-DETR
+  fine-tuned checkpoint...) -> ``PluginDETR``, e.g. ``configs/detr_r50_coco.py``;
+  its 92 classifier rows (COCO category ids 0..90, then no-object) become
+  mmdet's 80 COCO labels + no-object;
+* a panoptic model (detr-r50-panoptic, detr-r50-dc5-panoptic,
+  detr-r101-panoptic: ``detr.*``, ``bbox_attention.*``, ``mask_head.*``) ->
+  ``PluginDETRPanoptic``; its 251 rows (COCO panoptic ids 0..249, then
+  no-object) become mmdet's 133 ``CocoPanopticDataset`` labels + no-object.
+
+DST records which kind was found (``meta['release_layout']``: ``'box'`` or
+``'panoptic'``) and, when the rows were mapped, mmdet's class names
+(``meta['dataset_meta']``). ``--no-class-map`` keeps the rows of a checkpoint
+fine-tuned on K classes (give ``--num-classes K``; default 80 for a box
+model, 133 for a panoptic one). ``--config`` checks that DST loads strictly
+into that config's model (depth, layer counts, classes, mask head).
 """
 import argparse
 import sys
@@ -24,10 +33,11 @@ from mmdet_detr_plugin.converters import OriginalCheckpointError, convert_origin
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='checkpoint of the original DETR release')
+    parser.add_argument('src', help='checkpoint of the original DETR release (box or panoptic)')
     parser.add_argument('dst', help='where to write the plugin checkpoint')
-    parser.add_argument('--num-classes', type=int, default=80,
-                        help='classes of the target model (no-object excluded); default 80')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classes of the target model (no-object excluded); default 80 '
+                        'for a box checkpoint, 133 for a panoptic one')
     parser.add_argument('--no-class-map', action='store_true',
                         help='keep the classifier rows as they are (a checkpoint fine-tuned '
                         'on --num-classes classes) instead of mapping COCO ids to labels')
@@ -60,24 +70,32 @@ def main() -> None:
     except OriginalCheckpointError as err:
         sys.exit(f'{args.src}: {err}')
 
-    meta = dict(source=args.src)
+    layout = 'panoptic' if result.panoptic else 'box'
+    meta = dict(source=args.src, release_layout=layout)
     if result.coco_mapped:
-        from mmdet.datasets import CocoDataset
+        from mmdet.datasets import CocoDataset, CocoPanopticDataset
+        dataset = CocoPanopticDataset if result.panoptic else CocoDataset
         # classes and palette, as mmengine's Runner records dataset_meta
-        meta['dataset_meta'] = {k: v for k, v in CocoDataset.METAINFO.items()}
+        meta['dataset_meta'] = {k: v for k, v in dataset.METAINFO.items()}
     torch.save(dict(state_dict=result.state_dict, meta=meta), args.dst)
 
-    print(f'read {args.src}: {result.arch.describe()} (a DC5 dilation does not show in '
-          'the weights: pick the config that matches the file)')
+    print(f'read {args.src}: ' + ('a panoptic DETR (detr.*, bbox_attention.*, mask_head.*) '
+                                  '-> PluginDETRPanoptic' if result.panoptic else
+                                  'a box DETR -> PluginDETR'))
+    print(f'  {result.arch.describe()} (a DC5 dilation does not show in the weights: pick '
+          'the config that matches the file)')
     if others:
         print(f'ignored entries of the file: {", ".join(map(str, others))}')
     if result.dropped:
         print(f'dropped {len(result.dropped)} key(s) without a counterpart in PluginDETR: '
               f'{", ".join(result.dropped)}')
     rows = result.state_dict['bbox_head.fc_cls.weight'].shape[0]
-    print('classifier: ' + ('91 COCO category ids -> mmdet\'s 80 COCO labels' if
-                            result.coco_mapped else f'{rows - 1} classes kept as they are')
-          + ' + no-object')
+    if result.coco_mapped:
+        mapped = ("COCO panoptic's category ids -> mmdet's 133 COCO panoptic labels"
+                  if result.panoptic else "91 COCO category ids -> mmdet's 80 COCO labels")
+    else:
+        mapped = f'{rows - 1} classes kept as they are'
+    print(f'classifier: {mapped} + no-object')
     if reference is not None:
         print(f'checked against {args.config}: loads strictly')
     print(f'wrote {len(result.state_dict)} tensors to {args.dst}')
