@@ -4,7 +4,9 @@
         [--score-thr 0.7] [--attention] [--max-images N] [--device cpu]
 
 Writes ``DIR/<image>.png`` (kept boxes with class names and scores, drawn by
-mmdet's ``DetLocalVisualizer``) and, with ``--attention``,
+mmdet's ``DetLocalVisualizer``; for a panoptic model, ``PluginDETRPanoptic``,
+its panoptic segmentation instead: one colour per segment, class names at
+their centres) and, with ``--attention``,
 ``DIR/<image>_attention.png``: one panel per kept query with the last
 decoder layer's head-averaged cross-attention over the image.
 """
@@ -82,6 +84,22 @@ def draw_attention(image_rgb: np.ndarray, pred, maps, classes, score_thr: float,
     return len(keep)
 
 
+def draw_panoptic(visualizer, stem: str, image_rgb: np.ndarray, result, num_classes: int,
+                  out_file: str, path: str) -> str:
+    """Draw ``result.pred_panoptic_seg`` alone (mmdet's panoptic drawing:
+    segments coloured by class, names at their centres); returns a summary."""
+    from mmdet.evaluation.functional import INSTANCE_OFFSET
+    from mmdet.structures import DetDataSample
+    panoptic = DetDataSample(metainfo=result.metainfo)
+    panoptic.pred_panoptic_seg = result.pred_panoptic_seg
+    visualizer.add_datasample(stem, image_rgb, panoptic, draw_gt=False, show=False,
+                              out_file=out_file)
+    ids = result.pred_panoptic_seg.sem_seg.unique().cpu()
+    ids = ids[ids % INSTANCE_OFFSET != num_classes]  # VOID
+    things = int((ids >= INSTANCE_OFFSET).sum())
+    return f'{path}: {len(ids)} segments ({things} things, {len(ids) - things} stuff)'
+
+
 def main() -> None:
     args = parse_args()
     from mmdet.apis import inference_detector, init_detector
@@ -96,6 +114,9 @@ def main() -> None:
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
     if args.attention:
+        if 'Panoptic' in type(model).__name__:
+            raise ValueError('--attention draws box detectors\' cross-attention; '
+                             f'{args.config} is a panoptic model (drop --attention)')
         from mmdet_detr_plugin.apis import predict_with_attention
 
     for path in images:
@@ -105,6 +126,10 @@ def main() -> None:
         else:
             result = inference_detector(model, path)
         image_rgb = mmcv.imread(path, channel_order='rgb')
+        if 'pred_panoptic_seg' in result:
+            print(draw_panoptic(visualizer, stem, image_rgb, result, len(classes or ()),
+                                osp.join(args.out_dir, f'{stem}.png'), path))
+            continue
         visualizer.add_datasample(stem, image_rgb, result, draw_gt=False, show=False,
                                   pred_score_thr=args.score_thr,
                                   out_file=osp.join(args.out_dir, f'{stem}.png'))
