@@ -78,6 +78,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--extra', nargs='*', default=[], metavar='KEY=VALUE',
                         help='facts stored with the rows in --json (e.g. training minutes)')
     args = parser.parse_args(argv)
+    bad = [item for item in args.extra if '=' not in item]
+    if bad:
+        parser.error(f'--extra takes KEY=VALUE pairs, got {" ".join(bad)}')
     rows = [dict(name=name, work_dir=d, metrics=newest_metrics(d)) for name, d in args.run]
     text = table(rows)
     print(text)
