@@ -34,7 +34,8 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='PluginLoadPanopticAnnotations', backend_args={{_base_.backend_args}}),
+    dict(type='PluginLoadPanopticAnnotations', with_seg=False,
+         backend_args={{_base_.backend_args}}),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomChoiceResize', scales=[(s, 1333) for s in range(480, 801, 32)],
          keep_ratio=True),

@@ -21,8 +21,8 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    # things and stuff alike: one box (and mask) per segment of the panoptic PNG
-    dict(type='PluginLoadPanopticAnnotations', with_seg=False),
+    # things and stuff alike: one box per segment of the panoptic PNG (masks: stage 2)
+    dict(type='PluginLoadPanopticAnnotations', with_mask=False, with_seg=False),
     dict(type='Resize', scale={{_base_.img_scale}}, keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),

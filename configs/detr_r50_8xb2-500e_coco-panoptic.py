@@ -14,7 +14,7 @@ model = dict(bbox_head=dict(num_classes=133))
 _multi_scale = [(s, 1333) for s in range(480, 801, 32)]
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='PluginLoadPanopticAnnotations', with_seg=False,
+    dict(type='PluginLoadPanopticAnnotations', with_mask=False, with_seg=False,
          backend_args={{_base_.backend_args}}),
     dict(type='RandomFlip', prob=0.5),
     dict(

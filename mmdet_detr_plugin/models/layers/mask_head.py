@@ -28,12 +28,20 @@ class PluginMHAttentionMap(BaseModule):
             it); ``'per_head'``: one softmax per head, each map sums to 1.
             Defaults to 'joint'.
         dropout (float): on the weights. Defaults to 0 (as the reference).
+        rescale (bool): multiply the weights by the number of positions they
+            are normalised over (h*w per head, H*h*w jointly), so that a
+            uniform map is 1 everywhere instead of ~1/(h*w). The mask head
+            sees the maps next to d feature channels of unit scale; at the
+            reference's scale it needs many steps to let them count (a
+            convergence aid for short schedules; the same function up to the
+            first convolution's weights). Defaults to False (the reference).
         init_cfg (dict, optional): Defaults to None (Xavier-uniform weights,
             zero biases, as the reference).
     """
 
     def __init__(self, embed_dims: int = 256, num_heads: int = 8, normalize: str = 'joint',
-                 dropout: float = 0., init_cfg: OptMultiConfig = None) -> None:
+                 dropout: float = 0., rescale: bool = False,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
             raise ValueError(f'attention map: embed_dims ({embed_dims}) must be divisible by '
@@ -44,6 +52,7 @@ class PluginMHAttentionMap(BaseModule):
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.normalize = normalize
+        self.rescale = rescale
         self.q_proj = nn.Linear(embed_dims, embed_dims)
         self.k_proj = nn.Linear(embed_dims, embed_dims)
         self.dropout = nn.Dropout(dropout)
@@ -78,6 +87,9 @@ class PluginMHAttentionMap(BaseModule):
             weights = logits.flatten(2).softmax(-1).view_as(logits)
         else:
             weights = logits.softmax(-1)
+        if self.rescale:
+            weights = weights * (weights[0, 0].numel() if self.normalize == 'joint'
+                                 else weights.shape[-1])
         weights = self.dropout(weights)
         return weights.view(batch_size, num_queries, self.num_heads, *spatial_shape)
 

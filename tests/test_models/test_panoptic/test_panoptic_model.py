@@ -86,6 +86,20 @@ def test_attention_map_shapes_sums_and_values(normalize):
     torch.testing.assert_close(maps[0, 2, 1].flatten(), expected)
 
 
+def test_attention_map_rescaled_uniform_is_one():
+    """``rescale``: a map sums to its number of positions (uniform = 1)."""
+    for normalize, total in (('per_head', 12.), ('joint', 48.)):
+        attn = PluginMHAttentionMap(embed_dims=16, num_heads=4, normalize=normalize,
+                                    rescale=True)
+        plain = PluginMHAttentionMap(embed_dims=16, num_heads=4, normalize=normalize)
+        plain.load_state_dict(attn.state_dict())
+        query, memory = torch.randn(1, 2, 16), torch.randn(1, 12, 16)
+        maps = attn(query, memory, None, (3, 4))
+        sums = maps.flatten(2).sum(-1) if normalize == 'joint' else maps.flatten(3).sum(-1)
+        torch.testing.assert_close(sums, torch.full_like(sums, total))
+        torch.testing.assert_close(maps, plain(query, memory, None, (3, 4)) * total)
+
+
 def test_attention_map_bad_options():
     with pytest.raises(ValueError, match='divisible by num_heads'):
         PluginMHAttentionMap(embed_dims=10, num_heads=4)
