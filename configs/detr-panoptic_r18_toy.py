@@ -5,7 +5,7 @@
 _base_ = './detr_r18_toy-panoptic.py'
 
 # stage 1's last checkpoint (`make panoptic-demo` passes it with --cfg-options load_from=)
-load_from = 'work_dirs/panoptic_demo/boxes/iter_2000.pth'
+load_from = 'work_dirs/panoptic_demo/boxes/iter_2400.pth'
 
 model = dict(
     type='PluginDETRPanoptic',
@@ -70,10 +70,10 @@ val_cfg = dict(_delete_=True, type='ValLoop')
 test_cfg = dict(_delete_=True, type='TestLoop')
 
 # the mask parts only (the rest has no gradient): AdamW 1e-3, lr x0.1 for the last 20%
-max_iters = 600
+max_iters = 300
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.8)], gamma=0.1),
 ]

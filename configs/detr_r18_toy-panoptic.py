@@ -45,11 +45,11 @@ test_dataloader = None
 test_evaluator = None
 test_cfg = None
 
-max_iters = 2000
+max_iters = 2400
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=200),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.8)], gamma=0.1),
 ]
-default_hooks = dict(checkpoint=dict(interval=500))
+default_hooks = dict(checkpoint=dict(interval=600))

@@ -38,7 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', required=True, help='where the PNGs go')
-    parser.add_argument('--score-thr', type=float, default=0.7, help='keep boxes above this')
+    parser.add_argument('--score-thr', type=float, default=0.7,
+                        help='keep boxes above this (a panoptic model keeps the queries of '
+                        'its model.test_cfg.panoptic.score_thr)')
     parser.add_argument('--attention', action='store_true',
                         help='also draw each kept query\'s cross-attention map')
     parser.add_argument('--max-images', type=int, default=None, help='stop after N images')
