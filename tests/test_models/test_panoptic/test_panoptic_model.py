@@ -288,3 +288,25 @@ def test_bad_configs_are_named():
     with pytest.raises(ValueError, match='num_things_classes'):
         small_model(bbox_head=dict(type='PluginDETRPanopticHead', num_classes=7,
                                    num_things_classes=9, embed_dims=D))
+
+
+def test_query_groups_each_group_gets_masks():
+    """Joint training with 2 query groups: every group's matches get a mask, so the
+    mask losses see 2x the segments (each normalised by its own count)."""
+    torch.manual_seed(0)
+    model = small_model(queries=dict(type='PluginDETRQueries', num_groups=2)).train()
+    seen = {}
+    original = model.bbox_head.mask_losses
+
+    def spy(queries, mask_inputs, batch_inds, query_inds, gt_masks):
+        seen.update(batch=batch_inds.tolist(), queries=query_inds.tolist(),
+                    num=len(gt_masks), width=queries.shape[1])
+        return original(queries, mask_inputs, batch_inds, query_inds, gt_masks)
+
+    model.bbox_head.mask_losses = spy
+    losses = model.loss(torch.randn(2, 3, 64, 64), [sample(64, 64), sample(48, 64)])
+    assert {'loss_mask', 'loss_dice', 'loss_cls'} <= set(losses)
+    assert seen['width'] == 12 and seen['num'] == 2 * 2 * 3  # 2 groups x 2 images x 3
+    assert seen['batch'] == [0] * 6 + [1] * 6
+    # group 1's queries are 6..11 of its image
+    assert sorted(q >= 6 for q in seen['queries'][:6]) == [False] * 3 + [True] * 3
