@@ -88,8 +88,9 @@ class PluginDETRHead(BaseModule):
                 references: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Decoder states [L, B, N, d] -> logits [L, B, N, K + 1] and boxes
         [L, B, N, 4] (normalised cxcywh). With ``references`` [B, N, 2]
-        (``PluginDETR(anchor_points=True)``), the box centre is predicted
-        as an offset from the query's point in logit space."""
+        (anchor points) the box centre, with [B, N, 4] (anchor boxes) the
+        whole box, is predicted as an offset from the reference in logit
+        space."""
         cls_scores = self.fc_cls(hidden_states)
         x = hidden_states
         for layer in self.bbox_mlp[:-1]:
@@ -97,23 +98,32 @@ class PluginDETRHead(BaseModule):
         x = self.bbox_mlp[-1](x)
         if references is not None:
             refs = torch.logit(references.to(x.dtype).clamp(1e-5, 1 - 1e-5))
-            x = torch.cat((x[..., :2] + refs, x[..., 2:]), dim=-1)
+            num_refs = refs.shape[-1]
+            x = torch.cat((x[..., :num_refs] + refs, x[..., num_refs:]), dim=-1)
         return cls_scores, x.sigmoid()
 
     # ------------------------------------------------------------------ #
     def loss(self, hidden_states: Tensor, batch_data_samples: SampleList,
-             num_query_groups: int = 1,
-             references: Optional[Tensor] = None) -> Dict[str, Tensor]:
+             num_query_groups: int = 1, references: Optional[Tensor] = None,
+             denoising: Optional[Dict] = None) -> Dict[str, Tensor]:
         """Forward and set loss. Returns mmdet's loss dict.
 
         With ``num_query_groups`` G > 1 (``PluginDETR``'s query groups), the
         G * N queries of each image form G independent sets of N, each
         matched to the image's boxes on its own; the losses average over
-        the groups.
+        the groups. With ``denoising`` (``PluginDenoisingQueries``), its
+        leading queries are denoising queries: their losses are added as
+        ``dn_loss_*`` (:meth:`denoising_loss`) and the rest are matched.
         """
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         cls_scores, bbox_preds = self(hidden_states, references)
+        dn_losses = {}
+        if denoising is not None:
+            num_dn = denoising['num_queries']
+            dn_losses = self.denoising_loss(cls_scores[:, :, :num_dn], bbox_preds[:, :, :num_dn],
+                                            denoising, batch_img_metas)
+            cls_scores, bbox_preds = cls_scores[:, :, num_dn:], bbox_preds[:, :, num_dn:]
         if num_query_groups > 1:
             # [L, B, G*N, *] -> [L, B*G, N, *]: each group becomes a copy of its image
             num_layers, batch_size, num_all = cls_scores.shape[:3]
@@ -122,7 +132,45 @@ class PluginDETRHead(BaseModule):
             bbox_preds = bbox_preds.reshape(*shape, 4)
             batch_gt_instances = [gt for gt in batch_gt_instances for _ in range(num_query_groups)]
             batch_img_metas = [m for m in batch_img_metas for _ in range(num_query_groups)]
-        return self.loss_by_feat(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas)
+        losses = self.loss_by_feat(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas)
+        losses.update(dn_losses)
+        return losses
+
+    def denoising_loss(self, cls_scores: Tensor, bbox_preds: Tensor, denoising: Dict,
+                       batch_img_metas: List[dict]) -> Dict[str, Tensor]:
+        """Losses of the denoising queries against the boxes they were made
+        from (no matching).
+
+        Args:
+            cls_scores (Tensor): [L, B, G * M, K + 1] logits of the denoising
+                queries; query ``g * M + j`` of image b stands for its box j.
+            bbox_preds (Tensor): [L, B, G * M, 4] normalised cxcywh.
+            denoising (dict): ``num_groups`` G, ``labels`` [B, M], ``boxes``
+                [B, M, 4] normalised cxcywh, ``valid`` [B, M].
+            batch_img_metas (list[dict]): ``img_shape`` of each image.
+
+        Returns:
+            dict[str, Tensor]: ``dn_loss_cls``, ``dn_loss_bbox``,
+            ``dn_loss_iou`` (and ``d{i}.dn_loss_*`` with auxiliary losses);
+            zeros, still in the graph, when the batch has no box.
+        """
+        if not self.criterion.aux_loss:
+            cls_scores, bbox_preds = cls_scores[-1:], bbox_preds[-1:]
+        groups = denoising['num_groups']
+        valid = denoising['valid'].repeat(1, groups)  # [B, G * M]
+        batch_inds, query_inds = valid.nonzero(as_tuple=True)  # [K] each
+        max_gts = denoising['labels'].shape[1]
+        gt_inds = query_inds % max(max_gts, 1)
+        scales = torch.stack([image_scale(m['img_shape'], bbox_preds)
+                              for m in batch_img_metas])[batch_inds]  # [K, 4]
+        losses = self.criterion.denoising(
+            cls_scores[:, batch_inds, query_inds], bbox_preds[:, batch_inds, query_inds],
+            denoising['labels'][batch_inds, gt_inds], denoising['boxes'][batch_inds, gt_inds],
+            scales)
+        if not len(batch_inds):  # nothing to denoise: zeros that keep the graph whole
+            zero = cls_scores.sum() * 0. + bbox_preds.sum() * 0.
+            losses = {k: zero for k in losses}
+        return losses
 
     def loss_by_feat(self, all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
                      batch_gt_instances: InstanceList, batch_img_metas: List[dict],

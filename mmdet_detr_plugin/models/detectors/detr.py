@@ -48,7 +48,9 @@ class PluginDETR(DetectionTransformer):
             ``models/layers/queries.py``); ``num_queries`` and ``embed_dims``
             are filled in. Defaults to ``PluginDETRQueries`` (DETR's learned
             queries); ``PluginAnchorPointQueries`` gives each query a learned
-            reference point; both take ``num_groups`` (Group DETR).
+            reference point, ``PluginAnchorBoxQueries`` a 4-D anchor box; all
+            take ``num_groups`` (Group DETR). ``PluginDenoisingQueries``
+            wraps one of them for denoising training (DN-DETR).
         reset_classifier (bool): when a loaded checkpoint's classifier has
             another number of classes, start the classifier afresh instead of
             failing (fine-tuning on a new class set). Defaults to False.
@@ -105,6 +107,9 @@ class PluginDETR(DetectionTransformer):
                 f'must be half of embed_dims ({self.embed_dims})')
         queries = self._with_default_type(self.queries, 'PluginDETRQueries')
         queries.update(num_queries=self.num_queries, embed_dims=self.embed_dims)
+        scheme = MODELS.get(queries['type'])
+        if getattr(scheme, 'needs_num_classes', False):  # denoising: label embeddings
+            queries.setdefault('num_classes', self.bbox_head.num_classes)
         self.queries = MODELS.build(queries)
 
     @staticmethod

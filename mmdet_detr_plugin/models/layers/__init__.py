@@ -1,7 +1,9 @@
 from .attention import DetrAttention
+from .denoising import PluginDenoisingQueries
 from .mask_head import PluginMaskHead, PluginMHAttentionMap
 from .positional_encoding import PluginLearnedPositionalEncoding, PluginSinePositionalEncoding
-from .queries import PluginAnchorPointQueries, PluginDETRQueries, PluginPatchQueries
+from .queries import (PluginAnchorBoxQueries, PluginAnchorPointQueries, PluginDETRQueries,
+                      PluginPatchQueries)
 from .transformer import (DetrDecoderLayer, DetrEncoderLayer, DetrFFN,
                           PluginDetrTransformerDecoder, PluginDetrTransformerEncoder)
 
@@ -9,5 +11,6 @@ __all__ = [
     'DetrAttention', 'DetrFFN', 'DetrEncoderLayer', 'DetrDecoderLayer',
     'PluginDetrTransformerEncoder', 'PluginDetrTransformerDecoder',
     'PluginSinePositionalEncoding', 'PluginLearnedPositionalEncoding', 'PluginDETRQueries',
-    'PluginAnchorPointQueries', 'PluginPatchQueries', 'PluginMHAttentionMap', 'PluginMaskHead'
+    'PluginAnchorPointQueries', 'PluginAnchorBoxQueries', 'PluginDenoisingQueries',
+    'PluginPatchQueries', 'PluginMHAttentionMap', 'PluginMaskHead'
 ]

@@ -13,11 +13,18 @@ A query scheme is a small registered module with one contract::
   ``num_query_groups`` for independently matched groups, ...).
 
 ``PluginDETR`` builds its scheme from ``model.queries`` and does not change
-when a scheme is added. Three are here: DETR's learned queries
+when a scheme is added. Four are here: DETR's learned queries
 (:class:`PluginDETRQueries`), learned reference points
-(:class:`PluginAnchorPointQueries`), both with query groups (Group DETR),
-and UP-DETR's patch queries (:class:`PluginPatchQueries`), which also take
-the patch features that ``PluginUPDETR`` passes as ``patch_features``.
+(:class:`PluginAnchorPointQueries`) and 4-D anchor boxes
+(:class:`PluginAnchorBoxQueries`), all with query groups (Group DETR), and
+UP-DETR's patch queries (:class:`PluginPatchQueries`), which also take the
+patch features that ``PluginUPDETR`` passes as ``patch_features``.
+Denoising training (``denoising.py``) wraps any of the first three.
+
+A scheme whose queries stand for boxes also has ``box_queries(boxes)``
+(boxes [B, M, 4] normalised cxcywh -> ``query_pos`` [B, M, d] and
+``references`` [B, M, R]): the queries it would make for those boxes, which
+denoising training feeds with noised ground truth.
 """
 from typing import Dict, Tuple
 
@@ -116,6 +123,10 @@ class PluginDETRQueries(BaseModule):
     def extra_repr(self) -> str:
         return f'num_queries={self.num_queries}, num_groups={self.num_groups}'
 
+    # DETR's queries carry no box: denoising brings its own box encoding
+    box_queries = None
+    takes_denoising = True
+
 
 @MODELS.register_module()
 class PluginAnchorPointQueries(PluginDETRQueries):
@@ -171,6 +182,63 @@ class PluginAnchorPointQueries(PluginDETRQueries):
         query_pos = self.pos_mlp(encoded)
         return self.embedding.weight[:num_all], query_pos, dict(references=points)
 
+    def box_queries(self, boxes: Tensor) -> Tuple[Tensor, Tensor]:
+        """Queries at given boxes' centres: boxes [B, M, 4] normalised cxcywh
+        -> ``query_pos`` [B, M, d] and ``references`` [B, M, 2] (the centres;
+        a point carries no size, so w and h are not an input)."""
+        points = boxes[..., :2]
+        encoded = self.point_encoding.encode_points(points).to(boxes.dtype)
+        return self.pos_mlp(encoded), points
+
+
+@MODELS.register_module()
+class PluginAnchorBoxQueries(PluginAnchorPointQueries):
+    """Queries with learned 4-D anchor boxes (DAB-DETR, Liu et al. 2022).
+
+    As :class:`PluginAnchorPointQueries`, but each query's reference is a
+    box (cx, cy, w, h) in [0, 1], learned in logit space: its position is an
+    MLP (2d -> d -> d) of the sine encodings of (cx, cy) and of (w, h)
+    concatenated, and the head predicts all four coordinates as offsets from
+    it in logit space (``references`` [B, Q, 4]). A noised ground-truth box
+    then enters denoising training whole, size included (DN-DETR).
+
+    Args:
+        num_queries, embed_dims, num_groups, positional_encoding, init_cfg:
+            as :class:`PluginAnchorPointQueries`.
+    """
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256, num_groups: int = 1,
+                 positional_encoding: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(num_queries, embed_dims, num_groups, positional_encoding, init_cfg)
+        self.anchors = nn.Embedding(num_groups * num_queries, 4)  # logit(cx, cy, w, h)
+        self.pos_mlp = nn.Sequential(nn.Linear(2 * embed_dims, embed_dims),
+                                     nn.ReLU(inplace=True), nn.Linear(embed_dims, embed_dims))
+
+    def init_weights(self) -> None:
+        """Centres uniform over the image, sides uniform in [0.05, 0.5]."""
+        BaseModule.init_weights(self)
+        with torch.no_grad():
+            centres = torch.rand_like(self.anchors.weight[:, :2]).clamp_(0.01, 0.99)
+            sides = 0.05 + 0.45 * torch.rand_like(self.anchors.weight[:, 2:])
+            self.anchors.weight.copy_(torch.logit(torch.cat((centres, sides), dim=1)))
+
+    def encode_boxes(self, boxes: Tensor) -> Tensor:
+        """[..., 4] cxcywh in [0, 1] -> [..., 2d]: sine encodings of the
+        centre and of the size (the size as if it were a point (w, h))."""
+        return torch.cat((self.point_encoding.encode_points(boxes[..., :2]),
+                          self.point_encoding.encode_points(boxes[..., 2:])), dim=-1)
+
+    def embed(self, num_all: int) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        boxes = self.anchors.weight[:num_all].sigmoid()  # [Q, 4] cxcywh in (0, 1)
+        query_pos = self.pos_mlp(self.encode_boxes(boxes).to(boxes.dtype))
+        return self.embedding.weight[:num_all], query_pos, dict(references=boxes)
+
+    def box_queries(self, boxes: Tensor) -> Tuple[Tensor, Tensor]:
+        """boxes [B, M, 4] normalised cxcywh -> ``query_pos`` [B, M, d] and
+        ``references`` [B, M, 4] (the boxes)."""
+        return self.pos_mlp(self.encode_boxes(boxes).to(boxes.dtype)), boxes
+
 
 @MODELS.register_module()
 class PluginPatchQueries(PluginDETRQueries):
@@ -225,6 +293,8 @@ class PluginPatchQueries(PluginDETRQueries):
         self.feature_dropout = feature_dropout
         self.shuffle = shuffle
         self.patch2query = nn.Linear(feature_channels, embed_dims)
+
+    takes_denoising = False  # its queries stand for patches, not boxes
 
     def forward(self, memory: Tensor, batch_data_samples: OptSampleList = None,
                 patch_features: Tensor = None) -> Tuple[Dict, Dict]:

@@ -201,11 +201,8 @@ class PluginSetCriterion(BaseModule):
         # 3. box terms on matched pairs: [L, K, 4]
         matched = bbox_preds[layer_inds, batch_inds, query_inds]
         targets = all_boxes[flat_gt_inds]
-        loss_bbox = (matched - targets).abs().sum((1, 2)) / num_boxes
         scales = torch.stack([image_scale(s, matched) for s in img_shapes])[batch_inds]  # [K, 4]
-        giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(matched) * scales,
-                                           box_cxcywh_to_xyxy(targets) * scales, self.iou_eps)
-        loss_iou = (1 - giou).sum(1) / num_boxes
+        loss_bbox, loss_iou = self.box_losses(matched, targets, scales, num_boxes)
 
         per_layer = [loss_cls * self.loss_cls_weight, loss_bbox * self.loss_bbox_weight,
                      loss_iou * self.loss_iou_weight]  # each [L]
@@ -222,8 +219,66 @@ class PluginSetCriterion(BaseModule):
             per_layer.append(loss_feature * self.loss_feature_weight)
             names.append('loss_feature')
 
-        # 5. per-layer dict with mmdet's keys
+        return self.per_layer_dict(names, per_layer)
+
+    @staticmethod
+    def per_layer_dict(names: Sequence[str], per_layer: Sequence[Tensor]) -> Dict[str, Tensor]:
+        """mmdet's keys: ``name`` for the last layer, ``d{i}.name`` for the
+        others, from per-layer values [L]."""
         losses = {name: values[-1] for name, values in zip(names, per_layer)}
-        for i in range(num_layers - 1):
+        for i in range(len(per_layer[0]) - 1):
             losses.update({f'd{i}.{name}': values[i] for name, values in zip(names, per_layer)})
         return losses
+
+    def box_losses(self, preds: Tensor, targets: Tensor, scales: Tensor,
+                   num_boxes: Tensor) -> Tuple[Tensor, Tensor]:
+        """Unweighted L1 and ``1 - GIoU`` of paired boxes, per layer.
+
+        Args:
+            preds (Tensor): [L, K, 4] normalised cxcywh.
+            targets (Tensor): [L, K, 4] (or [K, 4]) normalised cxcywh.
+            scales (Tensor): [K, 4] each pair's image (w, h, w, h) in pixels.
+            num_boxes (Tensor): the normaliser.
+
+        Returns:
+            tuple[Tensor]: L1 [L] and GIoU [L] losses, each summed over pairs
+            and divided by ``num_boxes``.
+        """
+        loss_bbox = (preds - targets).abs().sum((1, 2)) / num_boxes
+        giou = aligned_generalized_box_iou(box_cxcywh_to_xyxy(preds) * scales,
+                                           box_cxcywh_to_xyxy(targets) * scales, self.iou_eps)
+        return loss_bbox, (1 - giou).sum(1) / num_boxes
+
+    def denoising(self, cls_scores: Tensor, bbox_preds: Tensor, labels: Tensor,
+                  boxes: Tensor, scales: Tensor) -> Dict[str, Tensor]:
+        """Losses of denoising queries (DN-DETR): each query's target is the
+        box it was made from, so there is no matching and no "no object".
+
+        Args:
+            cls_scores (Tensor): [L, K, K_cls + 1] logits of the K denoising
+                queries with a target.
+            bbox_preds (Tensor): [L, K, 4] normalised cxcywh.
+            labels (Tensor): [K] clean labels.
+            boxes (Tensor): [K, 4] clean boxes, normalised cxcywh.
+            scales (Tensor): [K, 4] image (w, h, w, h) in pixels.
+
+        Returns:
+            dict[str, Tensor]: ``dn_loss_cls``, ``dn_loss_bbox``,
+            ``dn_loss_iou`` and ``d{i}.dn_loss_*``, weighted as the matching
+            losses and divided by K averaged over processes (at least 1).
+        """
+        cls_scores, bbox_preds = cls_scores.float(), bbox_preds.float()
+        num_layers, num_queries = cls_scores.shape[:2]
+        num_boxes = reduce_mean(cls_scores.new_tensor(float(num_queries))).clamp(min=1)
+        if self.cls_loss == 'focal':
+            onehot = F.one_hot(labels, self.num_classes).to(cls_scores.dtype)  # [K, K_cls]
+            loss_cls = sigmoid_focal_loss(cls_scores[..., :self.num_classes],
+                                          onehot.expand(num_layers, -1, -1), self.focal_alpha,
+                                          self.focal_gamma).sum((1, 2))
+        else:
+            loss_cls = F.cross_entropy(cls_scores.flatten(0, 1), labels.repeat(num_layers),
+                                       reduction='none').view(num_layers, -1).sum(1)
+        loss_bbox, loss_iou = self.box_losses(bbox_preds, boxes.float(), scales, num_boxes)
+        per_layer = [loss_cls / num_boxes * self.loss_cls_weight,
+                     loss_bbox * self.loss_bbox_weight, loss_iou * self.loss_iou_weight]
+        return self.per_layer_dict(['dn_loss_cls', 'dn_loss_bbox', 'dn_loss_iou'], per_layer)
