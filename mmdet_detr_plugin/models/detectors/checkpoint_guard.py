@@ -22,6 +22,13 @@ A box checkpoint (no ``bbox_head.attention_map.*`` nor
 the panoptic recipe's mask stage: the mask parts keep their fresh values,
 and a log line says so. A checkpoint with only some of them is refused.
 
+Denoising training (``PluginDenoisingQueries``) keeps the matching scheme
+under ``queries.matching.`` and adds ``queries.label_embedding``,
+``queries.indicator`` (and ``queries.box_*`` for DETR's queries). A
+checkpoint trained without it loads into a model with it (the denoising
+parts start afresh) and one trained with it into a model without it (they
+are dropped: test time does not use them), each with a log line.
+
 A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
 ``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
 without these heads is a fine-tuning start: the heads and the classifier
@@ -53,6 +60,7 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
                               reset_classifier: bool) -> None:
     """Validate (and, for a new class count, trim) ``state_dict`` in place."""
     own = {prefix + k: v for k, v in model.state_dict().items()}
+    _adapt_denoising(own, state_dict, prefix)
     pretrained = _drop_pretraining_heads(own, state_dict, prefix)
     incoming = [k for k in state_dict if k.startswith(prefix)]
     # num_batches_tracked buffers are bookkeeping: never a reason to refuse
@@ -100,12 +108,7 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
 
 def _drop_pretraining_heads(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
                             prefix: str) -> bool:
-    """A box checkpoint (no ``bbox_head.attention_map.*`` nor
-``bbox_head.mask_head.*``) loaded into ``PluginDETRPanoptic`` is the start of
-the panoptic recipe's mask stage: the mask parts keep their fresh values,
-and a log line says so. A checkpoint with only some of them is refused.
-
-A UP-DETR pre-training checkpoint into a detector: drop its heads and
+    """A UP-DETR pre-training checkpoint into a detector: drop its heads and
     its classifier from ``state_dict``, say so, and return True."""
     heads = [k for k in state_dict
              if k.startswith(tuple(prefix + p for p in PRETRAINING_PREFIXES)) and k not in own]
@@ -134,3 +137,37 @@ def _keep_fresh_mask_head(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
         state_dict[key] = own[key].clone()
     print_log(f'box detector checkpoint: the attention maps and the mask head '
               f'({len(mask_keys)} tensors) start afresh', logger='current')
+
+
+DENOISING_PREFIXES = ('queries.label_embedding.', 'queries.indicator.', 'queries.box_')
+
+
+def _adapt_denoising(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
+                     prefix: str) -> None:
+    """Move the matching scheme's tensors between ``queries.`` and
+    ``queries.matching.`` when the checkpoint and the model differ in
+    denoising training; fill in or drop the denoising parts (module
+    docstring)."""
+    inner, outer = prefix + 'queries.matching.', prefix + 'queries.'
+    denoising = tuple(prefix + p for p in DENOISING_PREFIXES)
+    model_dn = any(k.startswith(inner) for k in own)
+    ckpt_dn = any(k.startswith(inner) for k in state_dict)
+    if model_dn == ckpt_dn or not any(k.startswith(outer) for k in state_dict):
+        return
+    if model_dn:  # plain checkpoint -> model with denoising
+        for key in [k for k in state_dict if k.startswith(outer)]:
+            state_dict[inner + key[len(outer):]] = state_dict.pop(key)
+        fresh = [k for k in own if k.startswith(denoising)]
+        for key in fresh:
+            state_dict[key] = own[key].clone()
+        print_log(f'checkpoint trained without denoising: its queries moved to '
+                  f'queries.matching; the denoising parts ({len(fresh)} tensors) start afresh',
+                  logger='current')
+        return
+    dropped = [k for k in state_dict if k.startswith(denoising)]  # -> model without it
+    for key in dropped:
+        del state_dict[key]
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[outer + key[len(inner):]] = state_dict.pop(key)
+    print_log(f'checkpoint trained with denoising: its denoising parts ({len(dropped)} '
+              f'tensors) dropped, its matching queries loaded', logger='current')

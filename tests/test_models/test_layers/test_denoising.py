@@ -252,3 +252,23 @@ def test_bad_denoising_settings_name_the_key(small_plugin_cfg):
                                      feature_channels=512)
     with pytest.raises(ValueError, match='cannot take denoising queries'):
         MODELS.build(cfg)
+
+
+def test_checkpoints_load_across_denoising(small_plugin_cfg, caplog):
+    """A checkpoint trained with denoising serves a config without it, and a
+    plain checkpoint starts a denoising fine-tune."""
+    torch.manual_seed(0)
+    dn_model = MODELS.build(dn_cfg(small_plugin_cfg))
+    dn_model.init_weights()
+    plain_cfg = copy.deepcopy(small_plugin_cfg)
+    plain_cfg['queries'] = dict(type='PluginAnchorPointQueries', num_groups=2)
+    plain_cfg['bbox_head']['criterion'] = FOCAL['criterion']
+    plain_cfg['train_cfg'] = dict(assigner=FOCAL['assigner'])
+    plain = MODELS.build(plain_cfg)
+    plain.load_state_dict(dn_model.state_dict())
+    assert torch.equal(plain.queries.anchors.weight, dn_model.queries.matching.anchors.weight)
+    fresh = MODELS.build(dn_cfg(small_plugin_cfg))
+    label_embedding = fresh.queries.label_embedding.weight.clone()
+    fresh.load_state_dict(plain.state_dict())
+    assert torch.equal(fresh.queries.matching.embedding.weight, plain.queries.embedding.weight)
+    assert torch.equal(fresh.queries.label_embedding.weight, label_embedding)
