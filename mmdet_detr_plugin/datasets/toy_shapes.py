@@ -1,23 +1,50 @@
 """Synthetic "coloured shapes" detection data in plain COCO format.
 
 The images are small RGB canvases holding a few flat-coloured geometric
-shapes on a grey background. The class of an object is its silhouette only:
-colours are drawn independently of the class, so a detector has to learn
-shape, not colour. The output is an ordinary COCO detection layout that
-MMDetection's stock ``CocoDataset`` reads without any custom dataset class::
+shapes on a grey background (by default; see below for the others). The
+class of an object is its silhouette only: colours are drawn independently
+of the class, so a detector has to learn shape, not colour. The output is
+an ordinary COCO detection layout that MMDetection's stock ``CocoDataset``
+reads without any custom dataset class::
 
     out_dir/train/000001.png ...      out_dir/annotations/train.json
     out_dir/val/000001.png ...        out_dir/annotations/val.json
 
 Everything is drawn with numpy from a ``numpy.random.Generator`` seeded per
 image, so the same arguments give byte-identical images and JSON files.
+
+Shape colours are always random: any hue, saturation and value in [0.7, 1],
+drawn independently of the class. The background is one of
+:data:`BACKGROUNDS`: ``'flat'`` (the default: one mid grey per image, plus
+``noise_std`` Gaussian noise if given), ``'gradient'`` (a linear blend between
+two random muted colours along a random direction) or ``'noisy-gradient'``
+(the gradient plus per-pixel Gaussian noise of std ``noise_std``, by default
+:data:`DEFAULT_GRADIENT_NOISE_STD`). Noise is added to the background only;
+shapes stay flat. Object sizes are set in pixels (``min_size``, ``max_size``)
+or as fractions of the shorter image side (``size_range``).
+
+Harder variants (:data:`TOY_VARIANTS`), meant for trying a recipe on data
+generated differently from the data it was tuned on; pass one as
+``make_toy_coco(out_dir, **TOY_VARIANTS['hard'])``:
+
+* ``'hard'``: 2000 train / 200 val images of 128 x 128 px, 1 to 6 objects
+  per image, box sides 10 % to 33 % of the image side (13 to 42 px),
+  noisy-gradient backgrounds with noise std 8, seed 0.
+* ``'hard-b'``, a second, held-out variant: 2000 train / 200 val images of
+  128 x 128 px, 2 to 7 objects per image, box sides 8 % to 30 % of the image
+  side (11 to 38 px), noisy-gradient backgrounds with noise std 16, seed 1.
+
+Both keep the default classes (all four shapes), the random vivid colours
+and ``max_iou`` 0.1. Large objects can leave no room for the drawn count; an
+image then holds fewer objects, never fewer than ``min_objects``.
 """
 import colorsys
 import json
+import math
 import os
 import os.path as osp
 from numbers import Integral, Real
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -33,6 +60,19 @@ _IMAGE_TRIES = 20
 # Split ids feed the per-image seed so that train and val are independent
 # streams and changing ``num_train`` never changes the val images.
 _SPLIT_IDS = {'train': 0, 'val': 1}
+
+BACKGROUNDS: Tuple[str, ...] = ('flat', 'gradient', 'noisy-gradient')
+# Noise std (0-255 scale) of a 'noisy-gradient' background when none is given.
+DEFAULT_GRADIENT_NOISE_STD = 8.0
+# Named harder variants: keyword arguments of make_toy_coco (documented above).
+TOY_VARIANTS: Dict[str, Dict[str, Any]] = {
+    'hard': dict(num_train=2000, num_val=200, img_size=128, min_objects=1, max_objects=6,
+                 size_range=(0.10, 0.33), background='noisy-gradient',
+                 noise_std=DEFAULT_GRADIENT_NOISE_STD, seed=0),
+    'hard-b': dict(num_train=2000, num_val=200, img_size=128, min_objects=2, max_objects=7,
+                   size_range=(0.08, 0.30), background='noisy-gradient', noise_std=16.0,
+                   seed=1),
+}
 
 
 def shape_mask(shape: str, size: int) -> np.ndarray:
@@ -96,6 +136,26 @@ def _saturated_rgb(rng: np.random.Generator) -> np.ndarray:
     return np.round(np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255).astype(np.uint8)
 
 
+def _gradient_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A linear blend of two random muted colours along a random direction.
+
+    The end colours have saturation <= 0.4 and value in [0.2, 0.85], so every
+    pixel's channel spread is <= 0.4 * 0.85 * 255 ~ 87 (a blend never spreads
+    more than its ends), under the >= 125 of any shape colour: a shape may
+    share the background's hue but never its colour (before any noise).
+
+    Returns:
+        np.ndarray: float64 [h, w, 3], RGB on the 0-255 scale.
+    """
+    ends = [np.array(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.4),
+                                         rng.uniform(0.2, 0.85))) * 255 for _ in range(2)]
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5  # pixel centres, each [h, w]
+    proj = xs * np.cos(angle) + ys * np.sin(angle)  # position along the direction, [h, w]
+    t = (proj - proj.min()) / np.ptp(proj)  # 0 at one corner, 1 at the opposite; [h, w]
+    return ends[0] + t[..., None] * (ends[1] - ends[0])  # [h, w, 3]
+
+
 def render_toy_image(rng: np.random.Generator,
                      img_size: Tuple[int, int],
                      classes: Sequence[str] = TOY_CLASSES,
@@ -104,7 +164,8 @@ def render_toy_image(rng: np.random.Generator,
                      min_size: int = 16,
                      max_size: int = 48,
                      max_iou: float = 0.1,
-                     noise_std: float = 0.0) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
+                     noise_std: float = 0.0,
+                     background: str = 'flat') -> Tuple[np.ndarray, List[Dict[str, Any]]]:
     """Draw one image; arguments are assumed valid (see :func:`make_toy_coco`).
 
     Objects never share or touch a pixel (a 1 px gap keeps two shapes of
@@ -121,6 +182,8 @@ def render_toy_image(rng: np.random.Generator,
         min_size, max_size (int): Side range of a shape's box, inclusive.
         max_iou (float): Largest allowed box IoU between two objects.
         noise_std (float): Std of Gaussian noise on the background only.
+        background (str): One of :data:`BACKGROUNDS`; the noise is
+            ``noise_std`` whatever the kind (the caller resolves it).
 
     Returns:
         tuple: image (np.ndarray, uint8 [H, W, 3], RGB) and a list of objects,
@@ -129,8 +192,11 @@ def render_toy_image(rng: np.random.Generator,
     """
     h, w = img_size
     for _ in range(_IMAGE_TRIES):
-        grey = rng.integers(40, 216)  # mid greys: far from any vivid colour
-        img = np.full((h, w, 3), grey, dtype=np.float64)
+        if background == 'flat':
+            grey = rng.integers(40, 216)  # mid greys: far from any vivid colour
+            img = np.full((h, w, 3), grey, dtype=np.float64)
+        else:
+            img = _gradient_background(rng, h, w)
         if noise_std > 0:
             img += rng.normal(0.0, noise_std, size=img.shape)
         img = np.clip(np.round(img), 0, 255).astype(np.uint8)
@@ -176,6 +242,70 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_img_size(img_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """Validate ``img_size`` (a side, or (height, width)); return (h, w)."""
+    if isinstance(img_size, Integral):
+        sizes = [img_size] * 2
+    else:
+        sizes = list(img_size) if isinstance(img_size, (list, tuple)) else []
+    if len(sizes) != 2:
+        raise ValueError(f'img_size must be an int or (height, width), got {img_size!r}')
+    h, w = (_check_int('img_size', s, MIN_SHAPE_SIZE) for s in sizes)
+    return h, w
+
+
+def _sizes_in_pixels(img_size: Union[int, Sequence[int]],
+                     size_range: Optional[Sequence[float]],
+                     min_size: Optional[int],
+                     max_size: Optional[int]) -> Tuple[int, int]:
+    """Resolve the shape-size options of :func:`make_toy_coco` to pixels.
+
+    ``size_range`` (low, high) in fractions of the shorter image side becomes
+    the whole-pixel sides inside it, ``[ceil(low * side), floor(high * side)]``:
+    at 128 px, (0.10, 0.33) gives 13 to 42 px. Without it, a missing
+    ``min_size`` or ``max_size`` takes its default, 16 or 48. The pixel
+    values are range-checked later by :func:`_check_args`.
+    """
+    if size_range is None:
+        return 16 if min_size is None else min_size, 48 if max_size is None else max_size
+    if min_size is not None or max_size is not None:
+        raise ValueError('size_range replaces min_size and max_size; give either size_range '
+                         f'or min_size/max_size, got size_range={size_range!r}, '
+                         f'min_size={min_size!r}, max_size={max_size!r}')
+    pair = list(size_range) if isinstance(size_range, (list, tuple)) else []
+    if (len(pair) != 2 or not all(isinstance(v, Real) and not isinstance(v, bool) for v in pair)
+            or not 0.0 < pair[0] <= pair[1] <= 1.0):
+        raise ValueError('size_range must be (low, high) fractions of the image side with '
+                         f'0 < low <= high <= 1, got {size_range!r}')
+    side = min(_check_img_size(img_size))
+    # The 1e-9 keeps a product such as 0.1 * 130 = 13.000000000000002 at 13.
+    lo, hi = math.ceil(pair[0] * side - 1e-9), math.floor(pair[1] * side + 1e-9)
+    if lo < MIN_SHAPE_SIZE:
+        raise ValueError(f'size_range low {pair[0]} gives {lo} px shapes at image side {side}; '
+                         f'the smallest is {MIN_SHAPE_SIZE} px: raise it or img_size')
+    if lo > hi:
+        raise ValueError(f'size_range {tuple(pair)} holds no whole-pixel side at image side '
+                         f'{side}; widen it')
+    return lo, hi
+
+
+def _resolve_noise(background: str, noise_std: Optional[float]) -> float:
+    """Check ``background`` against ``noise_std``; return the noise std to draw."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}')
+    if noise_std is None:
+        return DEFAULT_GRADIENT_NOISE_STD if background == 'noisy-gradient' else 0.0
+    if not isinstance(noise_std, Real) or not 0.0 <= noise_std <= 64.0:
+        raise ValueError(f'noise_std must be in [0, 64], got {noise_std!r}')
+    if background == 'gradient' and noise_std > 0:
+        raise ValueError(f"noise_std={noise_std} does not apply to background='gradient' "
+                         "(noise-free); use background='noisy-gradient' for a noisy gradient")
+    if background == 'noisy-gradient' and noise_std == 0:
+        raise ValueError("noise_std must be > 0 with background='noisy-gradient'; "
+                         "use background='gradient' for no noise")
+    return float(noise_std)
+
+
 def _check_args(img_size: Union[int, Sequence[int]], classes: Sequence[str], num_train: int,
                 num_val: int, min_objects: int, max_objects: int, min_size: int,
                 max_size: int, max_iou: float, noise_std: float, seed: int
@@ -184,13 +314,7 @@ def _check_args(img_size: Union[int, Sequence[int]], classes: Sequence[str], num
     _check_int('num_train', num_train, 0)
     _check_int('num_val', num_val, 0)
     _check_int('seed', seed, 0)  # SeedSequence rejects negative entropy
-    if isinstance(img_size, Integral):
-        sizes = [img_size] * 2
-    else:
-        sizes = list(img_size) if isinstance(img_size, (list, tuple)) else []
-    if len(sizes) != 2:
-        raise ValueError(f'img_size must be an int or (height, width), got {img_size!r}')
-    hw = tuple(_check_int('img_size', s, MIN_SHAPE_SIZE) for s in sizes)
+    hw = _check_img_size(img_size)
     if isinstance(classes, str) or len(classes) == 0:
         raise ValueError(f'classes must be a non-empty sequence of names, got {classes!r}')
     unknown = [c for c in classes if c not in TOY_CLASSES]
@@ -223,10 +347,12 @@ def make_toy_coco(out_dir: Union[str, os.PathLike],
                   min_objects: int = 1,
                   max_objects: int = 4,
                   seed: int = 0,
-                  min_size: int = 16,
-                  max_size: int = 48,
+                  min_size: Optional[int] = None,
+                  max_size: Optional[int] = None,
                   max_iou: float = 0.1,
-                  noise_std: float = 0.0) -> Dict[str, Any]:
+                  noise_std: Optional[float] = None,
+                  size_range: Optional[Sequence[float]] = None,
+                  background: str = 'flat') -> Dict[str, Any]:
     """Write a toy-shapes detection data set in COCO format.
 
     Image ``i`` of a split is drawn from ``default_rng([seed, split, i])``, so
@@ -242,9 +368,19 @@ def make_toy_coco(out_dir: Union[str, os.PathLike],
             are 1..K in this order.
         min_objects, max_objects (int): Objects per image, inclusive range.
         seed (int): Non-negative base seed.
-        min_size, max_size (int): Side of a shape's box in pixels, inclusive.
+        min_size, max_size (int, optional): Side of a shape's box in pixels,
+            inclusive. Defaults to 16 and 48 when ``size_range`` is not given.
         max_iou (float): Largest box IoU allowed between two objects.
-        noise_std (float): Gaussian noise std (0-255 scale) on the background.
+        noise_std (float, optional): Gaussian noise std (0-255 scale) on the
+            background, in [0, 64]. Defaults to 0, or to
+            :data:`DEFAULT_GRADIENT_NOISE_STD` (8) for ``'noisy-gradient'``;
+            must be 0 for ``'gradient'`` and > 0 for ``'noisy-gradient'``.
+        size_range (Sequence[float], optional): (low, high) side of a shape's
+            box as fractions of the shorter image side, an alternative to
+            ``min_size`` / ``max_size``; the sides drawn are the whole pixels
+            in ``[low * side, high * side]``. Defaults to None.
+        background (str): One of :data:`BACKGROUNDS` (see the module
+            docstring). Defaults to ``'flat'``.
 
     Returns:
         dict: ``out_dir``, ``classes`` and, per split (``'train'``,
@@ -254,6 +390,8 @@ def make_toy_coco(out_dir: Union[str, os.PathLike],
         ValueError: If an argument is invalid; the message names it.
         RuntimeError: If ``min_objects`` shapes cannot be fitted in an image.
     """
+    min_size, max_size = _sizes_in_pixels(img_size, size_range, min_size, max_size)
+    noise_std = _resolve_noise(background, noise_std)
     hw, names = _check_args(img_size, classes, num_train, num_val, min_objects, max_objects,
                             min_size, max_size, max_iou, noise_std, seed)
     out_dir = str(out_dir)
@@ -268,7 +406,8 @@ def make_toy_coco(out_dir: Union[str, os.PathLike],
         for img_id in range(1, num + 1):
             rng = np.random.default_rng([seed, _SPLIT_IDS[split], img_id])
             img, objects = render_toy_image(rng, hw, names, min_objects, max_objects,
-                                            min_size, max_size, max_iou, noise_std)
+                                            min_size, max_size, max_iou, noise_std,
+                                            background)
             file_name = f'{img_id:06d}.png'
             Image.fromarray(img).save(osp.join(img_dir, file_name), format='PNG')
             images.append(dict(id=img_id, file_name=file_name, height=hw[0], width=hw[1]))

@@ -4,17 +4,28 @@ Examples::
 
     python tools/misc/make_toy_dataset.py --out-dir data/toy \
         --num-train 1000 --num-val 200 --img-size 128 --max-objects 4 --seed 0
+    python tools/misc/make_toy_dataset.py --variant hard  # into data/toy-hard
+    python tools/misc/make_toy_dataset.py --variant hard-b --num-train 0  # val only
+    python tools/misc/make_toy_dataset.py --size-range 0.10 0.33 \
+        --background noisy-gradient --noise-std 4 --out-dir data/toy-custom
     python tools/misc/make_toy_dataset.py --panoptic --out-dir data/toy_panoptic \
         --num-train 1000 --num-val 200 --img-size 128 --seed 0
+
+A ``--variant`` sets every option it names (see ``TOY_VARIANTS`` in
+``mmdet_detr_plugin/datasets/toy_shapes.py``); a flag given as well overrides
+it. ``--min-size`` / ``--max-size`` replace the variant's ``--size-range``
+(an unset one of the two takes its plain default), and ``--background``
+replaces the variant's noise level (unless ``--noise-std`` is given too).
 """
 import argparse
 import os.path as osp
 import sys
 import time
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 try:
     from mmdet_detr_plugin.datasets import TOY_CLASSES, make_toy_coco, make_toy_panoptic
+    from mmdet_detr_plugin.datasets.toy_shapes import BACKGROUNDS, TOY_VARIANTS
 except ModuleNotFoundError as e:
     # Not installed: run from a checkout by putting the repo root on the path.
     # Any other missing module is a real error and must surface as is.
@@ -22,47 +33,81 @@ except ModuleNotFoundError as e:
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     from mmdet_detr_plugin.datasets import TOY_CLASSES, make_toy_coco, make_toy_panoptic
+    from mmdet_detr_plugin.datasets.toy_shapes import BACKGROUNDS, TOY_VARIANTS
 
-# Options of the detection set only, with their defaults; they parse to None when not
-# given, so that --panoptic can reject them.
-DETECTION_ONLY = {'classes': list(TOY_CLASSES), 'noise_std': 0.0}
+# Every option parses to None when not given, so that a variant or the generator's own
+# default applies, and --panoptic can reject the detection-only ones.
+SHARED = ('num_train', 'num_val', 'img_size', 'min_objects', 'max_objects', 'min_size',
+          'max_size', 'max_iou', 'seed')
+DETECTION_ONLY = ('variant', 'classes', 'size_range', 'background', 'noise_std')
+
+
+def describe_variant(name: str) -> str:
+    """One line with the numbers of a :data:`TOY_VARIANTS` entry."""
+    v = TOY_VARIANTS[name]
+    lo, hi = v['size_range']
+    return (f"{name}: {v['num_train']} train / {v['num_val']} val images at {v['img_size']} "
+            f"px, {v['min_objects']}-{v['max_objects']} objects, sides {lo:.0%}-{hi:.0%} of "
+            f"the image, {v['background']} background (noise std {v['noise_std']:g}), "
+            f"seed {v['seed']}")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--panoptic', action='store_true',
                         help='write the panoptic set (shapes over textured stuff bands)')
+    parser.add_argument('--variant', choices=sorted(TOY_VARIANTS), default=None,
+                        help='a harder detection set; ' + '; '.join(
+                            describe_variant(n) for n in sorted(TOY_VARIANTS)).replace('%', '%%'))
     parser.add_argument('--out-dir', default=None,
-                        help='output root folder (default data/toy, or data/toy_panoptic)')
-    parser.add_argument('--num-train', type=int, default=1000)
-    parser.add_argument('--num-val', type=int, default=200)
-    parser.add_argument('--img-size', type=int, nargs='+', default=[128],
-                        help='side, or height and width, in pixels')
+                        help='output root folder (default data/toy, data/toy-<variant> or '
+                        'data/toy_panoptic)')
+    parser.add_argument('--num-train', type=int, default=None, help='default 1000')
+    parser.add_argument('--num-val', type=int, default=None, help='default 200')
+    parser.add_argument('--img-size', type=int, nargs='+', default=None,
+                        help='side, or height and width, in pixels (default 128)')
     parser.add_argument('--classes', nargs='+', default=None,
                         help=f'subset of {" ".join(TOY_CLASSES)} (detection only)')
-    parser.add_argument('--min-objects', type=int, default=1)
-    parser.add_argument('--max-objects', type=int, default=4)
-    parser.add_argument('--min-size', type=int, default=16, help='smallest shape side')
-    parser.add_argument('--max-size', type=int, default=48, help='largest shape side')
-    parser.add_argument('--max-iou', type=float, default=0.1,
-                        help='largest box IoU between two objects')
+    parser.add_argument('--min-objects', type=int, default=None, help='default 1')
+    parser.add_argument('--max-objects', type=int, default=None, help='default 4')
+    parser.add_argument('--min-size', type=int, default=None,
+                        help='smallest shape side in pixels (default 16)')
+    parser.add_argument('--max-size', type=int, default=None,
+                        help='largest shape side in pixels (default 48)')
+    parser.add_argument('--size-range', type=float, nargs=2, default=None,
+                        metavar=('LOW', 'HIGH'),
+                        help='shape sides as fractions of the shorter image side, e.g. 0.10 '
+                        '0.33; instead of --min-size/--max-size (detection only)')
+    parser.add_argument('--max-iou', type=float, default=None,
+                        help='largest box IoU between two objects (default 0.1)')
+    parser.add_argument('--background', choices=BACKGROUNDS, default=None,
+                        help='background kind (default flat; detection only)')
     parser.add_argument('--noise-std', type=float, default=None,
-                        help='Gaussian noise std on the background (0-255; detection only)')
-    parser.add_argument('--seed', type=int, default=0)
+                        help='Gaussian noise std on the background (0-255; default 0, or 8 '
+                        'for noisy-gradient; detection only)')
+    parser.add_argument('--seed', type=int, default=None, help='default 0')
     return parser.parse_args(argv)
 
 
-def make_panoptic(args: argparse.Namespace, img_size) -> str:
+def _given(args: argparse.Namespace, keys: Sequence[str]) -> Dict[str, Any]:
+    """The options among ``keys`` given on the command line (img_size made an int or pair)."""
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if 'img_size' in given:
+        size = given['img_size']
+        given['img_size'] = size[0] if len(size) == 1 else tuple(size)
+    if 'size_range' in given:
+        given['size_range'] = tuple(given['size_range'])
+    return given
+
+
+def make_panoptic(args: argparse.Namespace) -> str:
     """Write the panoptic set; return the summary line."""
     given = [f"--{k.replace('_', '-')}" for k in DETECTION_ONLY if getattr(args, k) is not None]
     if given:
         raise ValueError(f'{", ".join(given)} does not apply to --panoptic (the panoptic set '
-                         'always has the four shapes and no noise)')
-    info = make_toy_panoptic(args.out_dir or 'data/toy_panoptic', num_train=args.num_train,
-                             num_val=args.num_val, img_size=img_size, seed=args.seed,
-                             min_objects=args.min_objects, max_objects=args.max_objects,
-                             min_size=args.min_size, max_size=args.max_size,
-                             max_iou=args.max_iou)
+                         'always has the four shapes, sizes in pixels and its textured stuff '
+                         'backgrounds)')
+    info = make_toy_panoptic(args.out_dir or 'data/toy_panoptic', **_given(args, SHARED))
     train, val = info['train'], info['val']
     return (f"toy panoptic: {train['num_images']} train / {val['num_images']} val images "
             f"({train['num_segments']} / {val['num_segments']} segments, things "
@@ -70,28 +115,30 @@ def make_panoptic(args: argparse.Namespace, img_size) -> str:
             f"written to {info['out_dir']}")
 
 
-def make_detection(args: argparse.Namespace, img_size) -> str:
-    """Write the detection set; return the summary line."""
-    for key, default in DETECTION_ONLY.items():
-        if getattr(args, key) is None:
-            setattr(args, key, default)
-    info = make_toy_coco(args.out_dir or 'data/toy', num_train=args.num_train,
-                         num_val=args.num_val, img_size=img_size, classes=args.classes,
-                         min_objects=args.min_objects, max_objects=args.max_objects,
-                         seed=args.seed, min_size=args.min_size, max_size=args.max_size,
-                         max_iou=args.max_iou, noise_std=args.noise_std)
+def make_detection(args: argparse.Namespace) -> str:
+    """Write the detection set, the variant's values under the given flags; return the
+    summary line."""
+    preset = dict(TOY_VARIANTS[args.variant]) if args.variant else {}
+    given = _given(args, SHARED + DETECTION_ONLY[1:])
+    # The variant's size range and noise level belong to its own size unit and background.
+    if 'min_size' in given or 'max_size' in given:
+        preset.pop('size_range', None)
+    if 'background' in given:
+        preset.pop('noise_std', None)
+    out_dir = args.out_dir or (f'data/toy-{args.variant}' if args.variant else 'data/toy')
+    info = make_toy_coco(out_dir, **{**preset, **given})
     train, val = info['train'], info['val']
-    return (f"toy shapes: {train['num_images']} train / {val['num_images']} val images "
+    name = f'toy shapes ({args.variant})' if args.variant else 'toy shapes'
+    return (f"{name}: {train['num_images']} train / {val['num_images']} val images "
             f"({train['num_instances']} / {val['num_instances']} objects, "
             f"classes {','.join(info['classes'])}) written to {info['out_dir']}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    img_size = args.img_size[0] if len(args.img_size) == 1 else tuple(args.img_size)
     start = time.perf_counter()
     try:
-        summary = (make_panoptic if args.panoptic else make_detection)(args, img_size)
+        summary = (make_panoptic if args.panoptic else make_detection)(args)
     except (ValueError, RuntimeError) as e:
         sys.exit(f'make_toy_dataset: error: {e}')
     print(f'{summary} in {time.perf_counter() - start:.1f}s')
