@@ -356,6 +356,29 @@ def test_report_only_needs_a_json(tmp_path):
         ablation.main(['--work-dir', str(tmp_path), '--report-only'])
 
 
+def test_merge_parallel_work_dirs(tmp_path):
+    halves = hand_made_results()
+    for name, variants in (('a', {'full': halves['variants']['full']}),
+                           ('b', {'no-aux': halves['variants']['no-aux']})):
+        os.makedirs(tmp_path / name)
+        with open(tmp_path / name / 'ablation.json', 'w') as f:
+            json.dump(dict(variants=variants, skipped=halves['skipped'] if name == 'b' else {},
+                           failed={}), f)
+    merged = str(tmp_path / 'merged')
+    assert ablation.main(['--work-dir', merged, '--report-only', '--merge',
+                          str(tmp_path / 'a'), str(tmp_path / 'b')]) == 0
+    with open(osp.join(merged, 'ablation.json')) as f:
+        assert json.load(f) == hand_made_results()
+    assert list(parse_table(open(osp.join(merged, 'ablation.md')).read())) == ['full', 'no-aux']
+    # another budget in one of them: not one comparison
+    other = dict(halves['variants']['no-aux'], run=dict(RUN, budget=16))
+    with open(tmp_path / 'b' / 'ablation.json', 'w') as f:
+        json.dump(dict(variants={'no-aux': other}), f)
+    with pytest.raises(SystemExit, match='other settings'):
+        ablation.main(['--work-dir', str(tmp_path / 'm2'), '--report-only', '--merge',
+                       str(tmp_path / 'a'), str(tmp_path / 'b')])
+
+
 def test_resume_force_skip_and_failure(toy_cfg, data_root, tmp_path, monkeypatch):
     """The loop around training, with training replaced by a stand-in."""
     trained = []

@@ -517,6 +517,31 @@ def write_report(results: dict, work_dir: str) -> str:
     return table
 
 
+def merge_results(results: dict, work_dirs: Sequence[str]) -> None:
+    """Add the variants of other work dirs' ``ablation.json`` to ``results``
+    (variants trained in parallel processes), refusing runs of other settings
+    (budget, evals, seed, data...) or a variant found twice."""
+    runs = {json.dumps(v['run'], sort_keys=True) for v in results['variants'].values()}
+    for work_dir in work_dirs:
+        path = osp.join(work_dir, 'ablation.json')
+        if not osp.isfile(path):
+            raise SystemExit(f'--merge: {path} not found')
+        with open(path) as f:
+            other = json.load(f)
+        for name, entry in other.get('variants', {}).items():
+            if name in results['variants']:
+                raise SystemExit(f'--merge: {name} is in {path} and in another work dir')
+            runs.add(json.dumps(entry['run'], sort_keys=True))
+            if len(runs) > 1:
+                raise SystemExit(f'--merge: {path} holds runs of other settings than the rest '
+                                 '(budget, evals, seed, data, config): not one comparison')
+            results['variants'][name] = entry
+        for key in ('skipped', 'failed'):
+            for name, why in other.get(key, {}).items():
+                if name not in results['variants']:
+                    results[key][name] = why
+
+
 # ---------------------------------------------------------------- command line
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -535,6 +560,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='train variants already in ablation.json again')
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild ablation.md and ablation.png from ablation.json')
+    parser.add_argument('--merge', nargs='+', metavar='DIR',
+                        help='with --report-only: add the variants of these work dirs\' '
+                             'ablation.json (variants trained by parallel processes)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, as key=value pairs')
     args = parser.parse_args(argv)
@@ -542,6 +570,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f'unknown variants {", ".join(unknown)}; choose from {", ".join(VARIANTS)}')
+    if args.merge and not args.report_only:
+        parser.error('--merge goes with --report-only')
     if not args.report_only:
         if args.config is None or args.budget is None:
             parser.error('CONFIG and --budget are needed to train (or --report-only)')
@@ -570,8 +600,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if osp.isfile(json_path):
         with open(json_path) as f:
             results.update(json.load(f))
-    elif args.report_only:
+    elif args.report_only and not args.merge:
         raise SystemExit(f'{json_path} not found: nothing to report')
+    if args.merge:
+        merge_results(results, args.merge)
+        os.makedirs(args.work_dir, exist_ok=True)
 
     if not args.report_only:
         os.makedirs(args.work_dir, exist_ok=True)
@@ -615,7 +648,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 json.dump(results, f, indent=1)
 
     table = write_report(results, args.work_dir)
-    if not args.report_only:
+    if not args.report_only or args.merge:
         with open(json_path, 'w') as f:
             json.dump(results, f, indent=1)
     print(table)
