@@ -34,3 +34,8 @@ def test_benchmark_runs_on_the_demo_config(toy_root, tmp_path, capsys):  # noqa:
     assert saved['ratio'] == pytest.approx(result['median_with_ms'] / result['median_without_ms'])
     assert len(saved['with_denoising_ms']) == len(saved['without_ms']) == 1
     assert saved['batch_size'] == 8
+    # the docs block is rebuilt from the saved result
+    doc = tmp_path / 'doc.md'
+    doc.write_text('<!-- dn-speed -->\n<!-- /dn-speed -->\n')
+    benchmark_denoising.main(['--from-json', out, '--doc', str(doc)])
+    assert f'| with / without | {saved["ratio"]:.3f}x | |' in doc.read_text()

@@ -3,6 +3,7 @@ its denoising queries against the same model without them.
 
     python tools/analysis_tools/benchmark_denoising.py [CONFIG] [--data-root data/toy/]
         [--batches 4] [--warmup 2] [--iters 10] [--json OUT.json]
+        [--doc docs/denoising.md] [--from-json OUT.json]
 
 CONFIG (default ``configs/detr_r18_toy.py``) must use
 ``PluginDenoisingQueries``. The model without denoising is the same config
@@ -12,7 +13,9 @@ the config's training set (``--batches`` of them, cycled; the data loading
 is not timed) with the config's optimizer wrapper, in alternation, each
 timed step right after an untimed one of its own (as
 ``benchmark_vs_mmdet.py``). The table gives medians, spreads and the ratio
-(with / without: the cost of denoising).
+(with / without: the cost of denoising). ``--doc`` writes the table into
+the file's ``<!-- dn-speed -->`` block; ``--from-json`` rebuilds it from a
+saved result without measuring.
 """
 import argparse
 import copy
@@ -43,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--doc', help='markdown file whose <!-- dn-speed --> block gets the table')
+    parser.add_argument('--from-json', help='the table of a saved result; nothing is measured')
     return parser.parse_args(argv)
 
 
@@ -94,6 +99,11 @@ def real_batches(cfg, count: int, model):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        report(result, args.doc)
+        return result
     from mmengine.config import Config
 
     import mmdet_detr_plugin  # noqa: F401
@@ -125,18 +135,31 @@ def main(argv=None) -> dict:
                   iters=args.iters, with_denoising_ms=times[0], without_ms=times[1],
                   median_with_ms=medians[0], median_without_ms=medians[1],
                   ratio=medians[0] / medians[1])
-    print(f'train step of {result["config"]} (batch {result["batch_size"]}, '
-          f'{result["threads"]} threads, {args.iters} steps each, in alternation)')
-    print('| model | median | min..max |')
-    print('|---|---|---|')
-    for name, t, med in (('with denoising', times[0], medians[0]),
-                         ('without', times[1], medians[1])):
-        print(f'| {name} | {med:.0f} ms | {min(t) * 1000:.0f}..{max(t) * 1000:.0f} ms |')
-    print(f'| with / without | {result["ratio"]:.3f}x | |')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
+    report(result, args.doc)
     return result
+
+
+def table(result: dict) -> str:
+    lines = [f'Train step of `{result["config"]}` (batch {result["batch_size"]}, '
+             f'{result["threads"]} thread(s), {result["iters"]} steps each, in alternation):',
+             '', '| model | median | min..max |', '|---|---|---|']
+    for name, key in (('with denoising', 'with_denoising_ms'), ('without', 'without_ms')):
+        t = result[key]
+        lines.append(f'| {name} | {statistics.median(t) * 1000:.0f} ms | '
+                     f'{min(t) * 1000:.0f}..{max(t) * 1000:.0f} ms |')
+    lines.append(f'| with / without | {result["ratio"]:.3f}x | |')
+    return '\n'.join(lines)
+
+
+def report(result: dict, doc: str = None) -> None:
+    text = table(result)
+    print(text)
+    if doc:
+        from seed_summary import insert
+        insert(doc, 'dn-speed', text)
 
 
 if __name__ == '__main__':
