@@ -68,7 +68,9 @@ def test_config_builds_and_runs(name):
     if panoptic and cfg.model.freeze_detector:  # the mask stage: mask losses only
         assert set(losses) == {'loss_mask', 'loss_dice'}
     else:
-        assert len(losses) == (4 if pretraining else 3) * num_layers + 2 * panoptic
+        denoising = cfg.model.queries.type == 'PluginDenoisingQueries'  # dn_loss_* as well
+        assert len(losses) == ((4 if pretraining else 3) * num_layers * (1 + denoising)
+                               + 2 * panoptic)
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
