@@ -1,4 +1,5 @@
 """The DETR detector: backbone -> projection -> encoder -> decoder -> head."""
+import inspect
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -111,6 +112,11 @@ class PluginDETR(DetectionTransformer):
         if getattr(scheme, 'needs_num_classes', False):  # denoising: label embeddings
             queries.setdefault('num_classes', self.bbox_head.num_classes)
         self.queries = MODELS.build(queries)
+        if getattr(scheme, 'needs_num_classes', False) and 'denoising' not in inspect.signature(
+                self.bbox_head.loss).parameters:
+            raise ValueError(f'model.queries is {queries["type"]} (denoising training), but '
+                             f'model.bbox_head ({type(self.bbox_head).__name__}) has no '
+                             'denoising losses: use PluginDETRHead, or drop denoising')
 
     @staticmethod
     def _with_default_type(cfg: OptConfigType, default: str) -> dict:

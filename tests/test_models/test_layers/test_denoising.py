@@ -272,3 +272,11 @@ def test_checkpoints_load_across_denoising(small_plugin_cfg, caplog):
     fresh.load_state_dict(plain.state_dict())
     assert torch.equal(fresh.queries.matching.embedding.weight, plain.queries.embedding.weight)
     assert torch.equal(fresh.queries.label_embedding.weight, label_embedding)
+
+
+def test_a_head_without_denoising_losses_is_refused(small_plugin_cfg):
+    cfg = dn_cfg(small_plugin_cfg, focal=False)
+    cfg['bbox_head'] = dict(type='PluginUPDETRHead', num_classes=1, embed_dims=64,
+                            feature_channels=512)
+    with pytest.raises(ValueError, match='has no denoising losses'):
+        MODELS.build(cfg)
