@@ -370,6 +370,10 @@ def test_merge_parallel_work_dirs(tmp_path):
     with open(osp.join(merged, 'ablation.json')) as f:
         assert json.load(f) == hand_made_results()
     assert list(parse_table(open(osp.join(merged, 'ablation.md')).read())) == ['full', 'no-aux']
+    doc = tmp_path / 'doc.md'
+    doc.write_text('a\n<!-- ablation -->\n<!-- /ablation -->\nb\n')
+    ablation.main(['--work-dir', merged, '--report-only', '--doc', str(doc)])
+    assert list(parse_table(doc.read_text())) == ['full', 'no-aux']
     # another budget in one of them: not one comparison
     other = dict(halves['variants']['no-aux'], run=dict(RUN, budget=16))
     with open(tmp_path / 'b' / 'ablation.json', 'w') as f:

@@ -71,7 +71,10 @@ their reason; failed ones with their log), ``ablation.md`` (the table, also
 printed) and ``ablation.png`` (mAP against steps, one line per variant).
 A variant already in ``ablation.json`` is not trained again unless
 ``--force`` (and is refused if it was trained with other settings);
-``--report-only`` rebuilds the table and plot from ``ablation.json``.
+``--report-only`` rebuilds the table and plot from ``ablation.json``
+(``--merge DIR ...`` adds the variants of other work dirs, trained by
+parallel processes); ``--doc FILE`` writes the table into the file's
+``<!-- ablation -->`` block.
 """
 import argparse
 import contextlib
@@ -560,6 +563,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='train variants already in ablation.json again')
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild ablation.md and ablation.png from ablation.json')
+    parser.add_argument('--doc', help='markdown file whose <!-- ablation --> block gets the '
+                                      'table (regenerated docs)')
     parser.add_argument('--merge', nargs='+', metavar='DIR',
                         help='with --report-only: add the variants of these work dirs\' '
                              'ablation.json (variants trained by parallel processes)')
@@ -652,6 +657,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(json_path, 'w') as f:
             json.dump(results, f, indent=1)
     print(table)
+    if args.doc:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        from seed_summary import insert
+        insert(args.doc, 'ablation', table.rstrip('\n'))
     return 1 if results['failed'] else 0
 
 
