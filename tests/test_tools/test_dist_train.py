@@ -3,8 +3,8 @@ as one process fed the same total batch.
 
 Plain SGD (no momentum, no clipping) makes the weights after step 1 equal
 ``w0 - lr * grad``, so equal weights mean equal gradients, which hold only
-if both loss normalisers (box count and cross-entropy weight sum) are
-averaged over the processes.
+if the loss normalisers (box count, cross-entropy weight sum, denoising
+query count) are averaged over the processes.
 """
 import os
 import os.path as osp
@@ -22,6 +22,8 @@ STEP = ['train_cfg.max_iters=1', 'train_cfg.val_interval=100',
         'optim_wrapper.clip_grad=None', 'param_scheduler=None',
         'train_dataloader.dataset.pipeline.3.prob=0.0',  # no random flip
         'model.backbone.norm_eval=True',  # batch statistics would differ per process
+        # no random noise in the denoising queries (each process draws its own)
+        'model.queries.label_noise=0.0', 'model.queries.box_noise=0.0',
         ]
 
 

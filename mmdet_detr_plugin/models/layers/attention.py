@@ -27,7 +27,8 @@ def allowed_pairs(key_padding_mask: Optional[Tensor],
 
     Args:
         key_padding_mask (Tensor, optional): [B, Lk], True on padded keys.
-        attn_mask (Tensor, optional): [Lq, Lk], True on forbidden pairs.
+        attn_mask (Tensor, optional): [Lq, Lk] (or [B, Lq, Lk], one per
+            image), True on forbidden pairs.
 
     Returns:
         Tensor | None: broadcastable to [B, heads, Lq, Lk].
@@ -36,7 +37,9 @@ def allowed_pairs(key_padding_mask: Optional[Tensor],
     if key_padding_mask is not None:
         allowed = ~key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, Lk]
     if attn_mask is not None:
-        pairs = ~attn_mask.bool()  # [Lq, Lk]
+        pairs = ~attn_mask.bool()  # [Lq, Lk] or [B, Lq, Lk]
+        if pairs.dim() == 3:
+            pairs = pairs[:, None]  # [B, 1, Lq, Lk]
         allowed = pairs if allowed is None else allowed & pairs
     return allowed
 
@@ -89,8 +92,9 @@ class DetrAttention(nn.Module):
             value (Tensor): [B, Lk, d].
             key_padding_mask (Tensor, optional): [B, Lk] bool, True on padded
                 keys, which get no attention.
-            attn_mask (Tensor, optional): [Lq, Lk] bool, True where a query may
-                NOT attend to a key (``nn.MultiheadAttention``'s convention).
+            attn_mask (Tensor, optional): [Lq, Lk] (or [B, Lq, Lk]) bool, True
+                where a query may NOT attend to a key (``nn.MultiheadAttention``'s
+                convention).
 
         Returns:
             Tensor: [B, Lq, d], after the output projection.

@@ -14,7 +14,10 @@ ground-truth box of the image (padded to the batch's largest count M):
   box's sine encoding;
 * attention (``denoising_attention_mask``): matching queries do not see the
   denoising ones (they would read the answer), denoising groups do not see
-  each other; denoising queries see the matching queries.
+  each other; denoising queries see the matching queries. Padding slots
+  (images with fewer than M boxes) are seen by no query: the mask is then
+  one per image, [B, D + Q, D + Q], and an image's denoising does not depend
+  on the rest of its batch.
 
 The denoising queries' target is the box they were made from, so they need
 no matching: the head computes ``dn_loss_cls``, ``dn_loss_bbox`` and
@@ -132,7 +135,8 @@ class PluginDenoisingQueries(BaseModule):
     docstring).
 
     Training returns the matching scheme's decoder and head inputs extended
-    by the denoising queries, the combined ``self_attn_mask`` and, for the
+    by the denoising queries, the combined ``self_attn_mask`` ([D + Q, D + Q],
+    or [B, D + Q, D + Q] when some image has padding slots) and, for the
     head, ``denoising``: ``num_queries`` (D, the leading denoising queries),
     ``num_groups`` (G), ``labels`` [B, M] and ``boxes`` [B, M, 4] (the clean
     targets, normalised cxcywh) and ``valid`` [B, M]. A batch without boxes
@@ -235,8 +239,15 @@ class PluginDenoisingQueries(BaseModule):
             unused = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.
             decoder_inputs['query'] = decoder_inputs['query'] + unused.to(query.dtype)
         num_matching = query.shape[1]
-        decoder_inputs['self_attn_mask'] = denoising_attention_mask(
-            groups, max_gts, num_matching, decoder_inputs.get('self_attn_mask'), memory.device)
+        mask = denoising_attention_mask(groups, max_gts, num_matching,
+                                        decoder_inputs.get('self_attn_mask'), memory.device)
+        if not bool(valid.all()):
+            # padding slots (and boxes the head drops) are seen by no query, so that
+            # an image's denoising does not depend on the rest of its batch
+            hidden = torch.cat((~valid.repeat(1, groups),
+                                valid.new_zeros(valid.shape[0], num_matching)), 1)  # [B, D + Q]
+            mask = mask[None] | hidden[:, None, :]  # [B, D + Q, D + Q]
+        decoder_inputs['self_attn_mask'] = mask
         decoder_inputs['query'] = torch.cat((content.to(query.dtype), decoder_inputs['query']), 1)
         decoder_inputs['query_pos'] = torch.cat(
             (pos.to(query.dtype), decoder_inputs['query_pos']), 1)

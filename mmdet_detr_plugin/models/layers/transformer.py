@@ -100,8 +100,8 @@ class DetrDecoderLayer(nn.Module):
             memory (Tensor): [B, S, d] encoder output (the values).
             memory_with_pos (Tensor): [B, S, d] memory + positions (the keys).
             key_padding_mask (Tensor, optional): [B, S] True on padding.
-            self_attn_mask (Tensor, optional): [N, N] True where query i may not
-                attend to query j (query groups).
+            self_attn_mask (Tensor, optional): [N, N] (or [B, N, N]) True where
+                query i may not attend to query j (query groups, denoising).
 
         Returns:
             Tensor: [B, N, d].
@@ -207,8 +207,8 @@ class PluginDetrTransformerDecoder(BaseModule):
                 query embeddings).
             key_pos (Tensor, optional): [B, S, d] positions of the memory.
             key_padding_mask (Tensor, optional): [B, S] True on padding.
-            self_attn_mask (Tensor, optional): [N, N] True where query i may
-                not attend to query j.
+            self_attn_mask (Tensor, optional): [N, N] (or [B, N, N], per
+                image) True where query i may not attend to query j.
 
         Returns:
             Tensor: [num_layers, B, N, d] (or [1, B, N, d] without

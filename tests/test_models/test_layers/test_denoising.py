@@ -280,3 +280,22 @@ def test_a_head_without_denoising_losses_is_refused(small_plugin_cfg):
                             feature_channels=512)
     with pytest.raises(ValueError, match='has no denoising losses'):
         MODELS.build(cfg)
+
+
+def test_an_images_denoising_does_not_depend_on_its_batch(small_plugin_cfg):
+    """Padding slots are hidden: image 0's denoising queries compute the same
+    alone (no padding) as next to an image with more boxes (padding)."""
+    torch.manual_seed(0)
+    model = MODELS.build(dn_cfg(small_plugin_cfg, num_dn_groups=2, label_noise=0.0,
+                                box_noise=0.0))
+    model.init_weights()
+    model.train()
+    inputs, samples = make_batch([(64, 64), (64, 64)], num_gts=[2, 4])
+    out = model.forward_transformer(model.extract_feat(inputs), samples)
+    alone = model.forward_transformer(model.extract_feat(inputs[:1]), samples[:1])
+    assert alone['hidden_states'].shape[2] == 2 * 2 + 20
+    batched = out['hidden_states'][:, 0]  # [L, 2 * 4 + 20, d]: groups of 4 slots
+    for g in range(2):
+        assert torch.allclose(batched[:, 4 * g:4 * g + 2],
+                              alone['hidden_states'][:, 0, 2 * g:2 * g + 2], atol=1e-5)
+    assert torch.allclose(batched[:, 8:], alone['hidden_states'][:, 0, 4:], atol=1e-5)
