@@ -22,8 +22,10 @@ STEP = ['train_cfg.max_iters=1', 'train_cfg.val_interval=100',
         'optim_wrapper.clip_grad=None', 'param_scheduler=None',
         'train_dataloader.dataset.pipeline.3.prob=0.0',  # no random flip
         'model.backbone.norm_eval=True',  # batch statistics would differ per process
-        # no random noise in the denoising queries (each process draws its own)
+        # no random noise in the denoising queries (each process draws its own), and
+        # their padding slots hidden (each process pads to its own images' most boxes)
         'model.queries.label_noise=0.0', 'model.queries.box_noise=0.0',
+        'model.queries.hide_padding=True',
         ]
 
 

@@ -14,10 +14,12 @@ ground-truth box of the image (padded to the batch's largest count M):
   box's sine encoding;
 * attention (``denoising_attention_mask``): matching queries do not see the
   denoising ones (they would read the answer), denoising groups do not see
-  each other; denoising queries see the matching queries. Padding slots
-  (images with fewer than M boxes) are seen by no query: the mask is then
-  one per image, [B, D + Q, D + Q], and an image's denoising does not depend
-  on the rest of its batch.
+  each other; denoising queries see the matching queries. The padding slots
+  of images with fewer than M boxes are queries like the others (no loss),
+  visible within their group, as in DN-DETR and mmdet's DINO; with
+  ``hide_padding=True`` no query sees them (the mask is then one per image,
+  [B, D + Q, D + Q]) and an image's denoising does not depend on the rest
+  of its batch.
 
 The denoising queries' target is the box they were made from, so they need
 no matching: the head computes ``dn_loss_cls``, ``dn_loss_bbox`` and
@@ -136,7 +138,8 @@ class PluginDenoisingQueries(BaseModule):
 
     Training returns the matching scheme's decoder and head inputs extended
     by the denoising queries, the combined ``self_attn_mask`` ([D + Q, D + Q],
-    or [B, D + Q, D + Q] when some image has padding slots) and, for the
+    or [B, D + Q, D + Q] with ``hide_padding`` when some image has padding
+    slots) and, for the
     head, ``denoising``: ``num_queries`` (D, the leading denoising queries),
     ``num_groups`` (G), ``labels`` [B, M] and ``boxes`` [B, M, 4] (the clean
     targets, normalised cxcywh) and ``valid`` [B, M]. A batch without boxes
@@ -154,6 +157,8 @@ class PluginDenoisingQueries(BaseModule):
         num_dn_groups (int): G denoising groups. Defaults to 5 (DN-DETR).
         label_noise (float): probability of a label flip. Defaults to 0.2.
         box_noise (float): box noise scale (``noise_boxes``). Defaults to 0.4.
+        hide_padding (bool): no query attends to padding slots (module
+            docstring). Defaults to False (DN-DETR).
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -161,7 +166,8 @@ class PluginDenoisingQueries(BaseModule):
 
     def __init__(self, queries: ConfigType, num_classes: int, num_queries: int = 100,
                  embed_dims: int = 256, num_dn_groups: int = 5, label_noise: float = 0.2,
-                 box_noise: float = 0.4, init_cfg: OptMultiConfig = None) -> None:
+                 box_noise: float = 0.4, hide_padding: bool = False,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_dn_groups, int) or num_dn_groups < 1:
             raise ValueError(f'model.queries.num_dn_groups must be a positive int, '
@@ -183,6 +189,7 @@ class PluginDenoisingQueries(BaseModule):
         self.num_dn_groups = num_dn_groups
         self.label_noise = label_noise
         self.box_noise = box_noise
+        self.hide_padding = hide_padding
         self.label_embedding = nn.Embedding(num_classes, embed_dims)
         self.indicator = nn.Embedding(2, embed_dims)  # row 0: matching, row 1: denoising
         if self.matching.box_queries is None:
@@ -241,7 +248,7 @@ class PluginDenoisingQueries(BaseModule):
         num_matching = query.shape[1]
         mask = denoising_attention_mask(groups, max_gts, num_matching,
                                         decoder_inputs.get('self_attn_mask'), memory.device)
-        if not bool(valid.all()):
+        if self.hide_padding and not bool(valid.all()):
             # padding slots (and boxes the head drops) are seen by no query, so that
             # an image's denoising does not depend on the rest of its batch
             hidden = torch.cat((~valid.repeat(1, groups),
@@ -260,4 +267,4 @@ class PluginDenoisingQueries(BaseModule):
 
     def extra_repr(self) -> str:
         return (f'num_dn_groups={self.num_dn_groups}, label_noise={self.label_noise}, '
-                f'box_noise={self.box_noise}')
+                f'box_noise={self.box_noise}, hide_padding={self.hide_padding}')

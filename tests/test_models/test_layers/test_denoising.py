@@ -283,11 +283,11 @@ def test_a_head_without_denoising_losses_is_refused(small_plugin_cfg):
 
 
 def test_an_images_denoising_does_not_depend_on_its_batch(small_plugin_cfg):
-    """Padding slots are hidden: image 0's denoising queries compute the same
+    """With hidden padding slots, image 0's denoising queries compute the same
     alone (no padding) as next to an image with more boxes (padding)."""
     torch.manual_seed(0)
     model = MODELS.build(dn_cfg(small_plugin_cfg, num_dn_groups=2, label_noise=0.0,
-                                box_noise=0.0))
+                                box_noise=0.0, hide_padding=True))
     model.init_weights()
     model.train()
     inputs, samples = make_batch([(64, 64), (64, 64)], num_gts=[2, 4])
@@ -299,3 +299,8 @@ def test_an_images_denoising_does_not_depend_on_its_batch(small_plugin_cfg):
         assert torch.allclose(batched[:, 4 * g:4 * g + 2],
                               alone['hidden_states'][:, 0, 2 * g:2 * g + 2], atol=1e-5)
     assert torch.allclose(batched[:, 8:], alone['hidden_states'][:, 0, 4:], atol=1e-5)
+    # by default (DN-DETR) the padding slots are queries like the others: visible
+    model.queries.hide_padding = False
+    out = model.forward_transformer(model.extract_feat(inputs), samples)
+    assert out['hidden_states'].shape == (3, 2, 28, 64)
+    assert not torch.allclose(out['hidden_states'][:, 0, :2], batched[:, :2], atol=1e-5)
