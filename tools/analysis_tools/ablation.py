@@ -490,9 +490,11 @@ def plot(results: dict, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, v in results.get('variants', {}).items():
+    colours = plt.get_cmap('tab20').colors
+    for i, (name, v) in enumerate(results.get('variants', {}).items()):
         steps, maps = zip(*v['curve'])
-        ax.plot(steps, maps, marker='o', label=f"{name} ({_fmt(v['mAP'])})")
+        ax.plot(steps, maps, marker='o', color=colours[(2 * i) % 20 + (i // 10) % 2],
+                linestyle='-' if i < 10 else '--', label=f"{name} ({_fmt(v['mAP'])})")
     runs = [v['run'] for v in results.get('variants', {}).values()]
     if runs and all(run == runs[0] for run in runs):
         ax.set_title(f"{osp.basename(runs[0]['config'])}: {runs[0]['budget']} steps per variant",
