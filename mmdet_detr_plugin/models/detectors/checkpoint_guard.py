@@ -160,9 +160,12 @@ def _adapt_denoising(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
         fresh = [k for k in own if k.startswith(denoising)]
         for key in fresh:
             state_dict[key] = own[key].clone()
+        indicator = prefix + 'queries.indicator.weight'
+        if indicator in state_dict:  # row 0 is added to the matching queries: zero keeps the
+            state_dict[indicator][0] = 0  # checkpoint's test-time predictions as they were
         print_log(f'checkpoint trained without denoising: its queries moved to '
-                  f'queries.matching; the denoising parts ({len(fresh)} tensors) start afresh',
-                  logger='current')
+                  f'queries.matching; the denoising parts ({len(fresh)} tensors) start afresh '
+                  '(the matching indicator at zero: predictions unchanged)', logger='current')
         return
     dropped = [k for k in state_dict if k.startswith(denoising)]  # -> model without it
     for key in dropped:

@@ -272,6 +272,15 @@ def test_checkpoints_load_across_denoising(small_plugin_cfg, caplog):
     fresh.load_state_dict(plain.state_dict())
     assert torch.equal(fresh.queries.matching.embedding.weight, plain.queries.embedding.weight)
     assert torch.equal(fresh.queries.label_embedding.weight, label_embedding)
+    # the matching indicator starts at zero: the plain checkpoint's predictions are kept
+    assert torch.equal(fresh.queries.indicator.weight[0], torch.zeros(64))
+    plain.eval()
+    fresh.eval()
+    inputs, samples = make_batch([(64, 64)], num_gts=[1])
+    with torch.no_grad():
+        want = plain.forward_transformer(plain.extract_feat(inputs), samples)
+        got = fresh.forward_transformer(fresh.extract_feat(inputs), samples)
+    assert torch.allclose(got['hidden_states'], want['hidden_states'], atol=1e-6)
 
 
 def test_a_head_without_denoising_losses_is_refused(small_plugin_cfg):
