@@ -1,4 +1,5 @@
-"""Write the toy coloured-shapes data set: COCO detection, or COCO panoptic.
+"""Write the toy coloured-shapes data set: detection (COCO or Pascal VOC layout), or COCO
+panoptic.
 
 Examples::
 
@@ -10,6 +11,11 @@ Examples::
         --background noisy-gradient --noise-std 4 --out-dir data/toy-custom
     python tools/misc/make_toy_dataset.py --panoptic --out-dir data/toy_panoptic \
         --num-train 1000 --num-val 200 --img-size 128 --seed 0
+    python tools/misc/make_toy_dataset.py --format voc  # data/toy_voc/VOCdevkit/
+
+``--format voc`` writes the same pictures and boxes as the COCO set, in VOC's
+layout: the training images split between VOC2007 and VOC2012 trainval, the
+validation images as VOC2007 test (``mmdet_detr_plugin/datasets/toy_voc.py``).
 
 A ``--variant`` sets every option it names (see ``TOY_VARIANTS`` in
 ``mmdet_detr_plugin/datasets/toy_shapes.py``); a flag given as well overrides
@@ -24,7 +30,8 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 try:
-    from mmdet_detr_plugin.datasets import TOY_CLASSES, make_toy_coco, make_toy_panoptic
+    from mmdet_detr_plugin.datasets import (TOY_CLASSES, make_toy_coco, make_toy_panoptic,
+                                            make_toy_voc)
     from mmdet_detr_plugin.datasets.toy_shapes import BACKGROUNDS, TOY_VARIANTS
 except ModuleNotFoundError as e:
     # Not installed: run from a checkout by putting the repo root on the path.
@@ -32,14 +39,15 @@ except ModuleNotFoundError as e:
     if e.name != 'mmdet_detr_plugin':
         raise
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-    from mmdet_detr_plugin.datasets import TOY_CLASSES, make_toy_coco, make_toy_panoptic
+    from mmdet_detr_plugin.datasets import (TOY_CLASSES, make_toy_coco, make_toy_panoptic,
+                                            make_toy_voc)
     from mmdet_detr_plugin.datasets.toy_shapes import BACKGROUNDS, TOY_VARIANTS
 
 # Every option parses to None when not given, so that a variant or the generator's own
 # default applies, and --panoptic can reject the detection-only ones.
 SHARED = ('num_train', 'num_val', 'img_size', 'min_objects', 'max_objects', 'min_size',
           'max_size', 'max_iou', 'seed')
-DETECTION_ONLY = ('variant', 'classes', 'size_range', 'background', 'noise_std')
+DETECTION_ONLY = ('variant', 'format', 'classes', 'size_range', 'background', 'noise_std')
 
 
 def describe_variant(name: str) -> str:
@@ -56,12 +64,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--panoptic', action='store_true',
                         help='write the panoptic set (shapes over textured stuff bands)')
+    parser.add_argument('--format', choices=('coco', 'voc'), default=None,
+                        help='layout of the detection set: coco (default; train/, val/, '
+                        'annotations/*.json) or voc (VOCdevkit/VOC2007 trainval + test, '
+                        'VOCdevkit/VOC2012 trainval; XML annotations, JPEG images)')
     parser.add_argument('--variant', choices=sorted(TOY_VARIANTS), default=None,
                         help='a harder detection set; ' + '; '.join(
                             describe_variant(n) for n in sorted(TOY_VARIANTS)).replace('%', '%%'))
     parser.add_argument('--out-dir', default=None,
-                        help='output root folder (default data/toy, data/toy-<variant> or '
-                        'data/toy_panoptic)')
+                        help='output root folder (default data/toy, data/toy-<variant>, '
+                        'data/toy_voc, data/toy-<variant>_voc or data/toy_panoptic)')
     parser.add_argument('--num-train', type=int, default=None, help='default 1000')
     parser.add_argument('--num-val', type=int, default=None, help='default 200')
     parser.add_argument('--img-size', type=int, nargs='+', default=None,
@@ -119,16 +131,23 @@ def make_detection(args: argparse.Namespace) -> str:
     """Write the detection set, the variant's values under the given flags; return the
     summary line."""
     preset = dict(TOY_VARIANTS[args.variant]) if args.variant else {}
-    given = _given(args, SHARED + DETECTION_ONLY[1:])
+    given = _given(args, SHARED + DETECTION_ONLY[2:])
     # The variant's size range and noise level belong to its own size unit and background.
     if 'min_size' in given or 'max_size' in given:
         preset.pop('size_range', None)
     if 'background' in given:
         preset.pop('noise_std', None)
-    out_dir = args.out_dir or (f'data/toy-{args.variant}' if args.variant else 'data/toy')
-    info = make_toy_coco(out_dir, **{**preset, **given})
-    train, val = info['train'], info['val']
+    voc = args.format == 'voc'
+    out_dir = args.out_dir or ((f'data/toy-{args.variant}' if args.variant else 'data/toy')
+                               + ('_voc' if voc else ''))
+    info = (make_toy_voc if voc else make_toy_coco)(out_dir, **{**preset, **given})
     name = f'toy shapes ({args.variant})' if args.variant else 'toy shapes'
+    if voc:
+        sets = ', '.join(f"{key} {s['num_images']} images ({s['num_instances']} objects)"
+                         for key, s in info['subsets'].items())
+        return (f"{name}, VOC layout: {sets}; classes {','.join(info['classes'])}; written "
+                f"to {info['out_dir']}")
+    train, val = info['train'], info['val']
     return (f"{name}: {train['num_images']} train / {val['num_images']} val images "
             f"({train['num_instances']} / {val['num_instances']} objects, "
             f"classes {','.join(info['classes'])}) written to {info['out_dir']}")
