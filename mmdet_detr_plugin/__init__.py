@@ -13,6 +13,7 @@ allow_mmengine_checkpoints()
 register_checkpoint_loader()
 
 from . import datasets  # noqa: E402,F401  (registers the image folder and transforms)
+from . import deploy  # noqa: E402,F401  (registers the ONNX Runtime test-time model)
 from . import engine  # noqa: E402,F401  (registers the hook and optimizer wrapper)
 from . import models  # noqa: E402,F401  (registers the modules)
 from . import structures  # noqa: E402,F401

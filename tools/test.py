@@ -2,7 +2,12 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
         [--show-dir DIR] [--show] [--wait-time S] [--cfg-options k=v ...]
-        [--launcher none|pytorch|slurm|mpi]
+        [--launcher none|pytorch|slurm|mpi] [--backend pytorch|onnxruntime]
+
+With ``--backend onnxruntime`` CHECKPOINT is a model exported by
+``tools/deployment/pytorch2onnx.py``: the config's data pipeline and
+evaluator run as usual, and ONNX Runtime replaces the PyTorch model
+(``PluginONNXRuntimeDetector``; ``--num-threads`` sets its threads).
 """
 import argparse
 import os
@@ -33,6 +38,11 @@ def parse_args() -> argparse.Namespace:
                         help='override settings of the config, as key=value pairs')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='run the PyTorch checkpoint, or an exported .onnx model with '
+                        'ONNX Runtime')
+    parser.add_argument('--num-threads', type=int, default=None,
+                        help='ONNX Runtime\'s intra-op threads (--backend onnxruntime)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -54,13 +64,30 @@ def enable_visualization(cfg, args) -> None:
         hooks.visualization.test_out_dir = args.show_dir
 
 
+def use_onnxruntime(cfg, args) -> None:
+    """Replace the config's model with the exported graph in ONNX Runtime."""
+    if not args.checkpoint.endswith('.onnx'):
+        raise ValueError(f'--backend onnxruntime takes an exported .onnx model, got '
+                         f'{args.checkpoint} (export it with tools/deployment/pytorch2onnx.py)')
+    if args.launcher != 'none':
+        raise ValueError('--backend onnxruntime runs in one process (--launcher none)')
+    from mmdet_detr_plugin.deploy import onnxruntime_model_cfg
+    from mmdet_detr_plugin.deploy.onnxruntime import import_onnxruntime
+    import_onnxruntime()
+    cfg.model = onnxruntime_model_cfg(cfg.model, args.checkpoint, args.num_threads)
+    cfg.load_from = None
+
+
 def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)
     set_work_dir(cfg, args.config, args.work_dir)
-    cfg.load_from = args.checkpoint
+    if args.backend == 'onnxruntime':
+        use_onnxruntime(cfg, args)
+    else:
+        cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
 

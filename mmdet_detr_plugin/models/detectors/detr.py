@@ -175,6 +175,13 @@ class PluginDETR(DetectionTransformer):
                 masks[i, :img_h, :img_w] = 0
             masks = F.interpolate(masks[:, None], size=(feat_h, feat_w)).to(torch.bool)[:, 0]
             pos = self.positional_encoding(masks)
+        return self.encoder_inputs(feat, masks, pos)
+
+    def encoder_inputs(self, feat: Tensor, masks: Optional[Tensor],
+                       pos: Tensor) -> Tuple[Dict, Dict]:
+        """Flatten the map [B, d, h, w], its padding mask [B, h, w] (or None)
+        and positions [B, d, h, w] into the encoder's and decoder's inputs
+        (see :meth:`pre_transformer`)."""
         feat = feat.flatten(2).transpose(1, 2)  # [B, h*w, d]
         pos = pos.to(feat.dtype).flatten(2).transpose(1, 2)  # [B, h*w, d]
         if masks is not None:
