@@ -37,7 +37,20 @@ def check_custom_imports(cfg: Config, config_path: str) -> None:
                          f'add the line\n    {IMPORT_LINE}\nto the config')
 
 
+def _leaves(key: str, dataset: dict) -> Iterator[Tuple[str, dict]]:
+    """The data sets inside wrappers: ``dataset`` of a RepeatDataset (or any
+    wrapper of one), each of ``datasets`` of a ConcatDataset, with their keys."""
+    if isinstance(dataset.get('datasets'), (list, tuple)) and 'ann_file' not in dataset:
+        for i, inner in enumerate(dataset['datasets']):
+            yield from _leaves(f'{key}.datasets[{i}]', inner)
+    elif isinstance(dataset.get('dataset'), dict) and 'ann_file' not in dataset:
+        yield from _leaves(f'{key}.dataset', dataset['dataset'])
+    else:
+        yield key, dataset
+
+
 def _datasets(cfg: Config, stage: str) -> List[Tuple[str, dict]]:
+    """The data sets a stage reads, wrappers opened, each with its config key."""
     keys = ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else [])
     if stage == 'test':
         keys = ['test_dataloader']
@@ -45,7 +58,7 @@ def _datasets(cfg: Config, stage: str) -> List[Tuple[str, dict]]:
     for key in keys:
         loader = cfg.get(key)
         if loader and loader.get('dataset'):
-            found.append((f'{key}.dataset', loader['dataset']))
+            found.extend(_leaves(f'{key}.dataset', loader['dataset']))
     return found
 
 
@@ -66,8 +79,6 @@ def check_datasets(cfg: Config, stage: str = 'train') -> None:
     """Annotation files and image folders exist; the class count fits the model."""
     num_classes = (cfg.get('model') or {}).get('bbox_head', {}).get('num_classes')
     for key, dataset in _datasets(cfg, stage):
-        if 'dataset' in dataset and 'ann_file' not in dataset:  # wrappers (RepeatDataset...)
-            key, dataset = f'{key}.dataset', dataset['dataset']
         data_root = dataset.get('data_root') or ''
         if dataset.get('ann_file'):
             path = _resolve(data_root, dataset['ann_file'])
@@ -93,9 +104,7 @@ def check_datasets(cfg: Config, stage: str = 'train') -> None:
 def name_corrupt_annotation(cfg: Config, error: json.JSONDecodeError, stage: str) -> None:
     """Re-raise a JSON error from a data set with the file that caused it."""
     for key, dataset in _datasets(cfg, stage):
-        if 'dataset' in dataset and 'ann_file' not in dataset:
-            key, dataset = f'{key}.dataset', dataset['dataset']
-        if not dataset.get('ann_file'):
+        if not str(dataset.get('ann_file', '')).endswith('.json'):  # VOC's: lists of ids
             continue
         path = _resolve(dataset.get('data_root') or '', dataset['ann_file'])
         try:
