@@ -24,7 +24,7 @@ voc_train_dataset = dict(
              data_prefix=dict(sub_data_root=f'{year}/'),
              # as the COCO configs: skip images without boxes or with a side under 32 px
              # (mmdet's anchor-based VOC configs also ignore boxes under 32 px,
-             # bbox_min_size; DETR trains on every box)
+             # bbox_min_size; DETR keeps the small ones)
              filter_cfg=dict(filter_empty_gt=True, min_size=32))
         for year in ('VOC2007', 'VOC2012')
     ])
