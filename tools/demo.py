@@ -2,6 +2,7 @@
 
     python tools/demo.py IMAGE_OR_DIR CONFIG CHECKPOINT --out-dir DIR
         [--score-thr 0.7] [--attention] [--max-images N] [--device cpu]
+        [--backend pytorch|onnxruntime]
 
 Writes ``DIR/<image>.png`` (kept boxes with class names and scores, drawn by
 mmdet's ``DetLocalVisualizer``; for a panoptic model, ``PluginDETRPanoptic``,
@@ -9,6 +10,10 @@ its panoptic segmentation instead: one colour per segment, class names at
 their centres) and, with ``--attention``,
 ``DIR/<image>_attention.png``: one panel per kept query with the last
 decoder layer's head-averaged cross-attention over the image.
+
+With ``--backend onnxruntime``, CHECKPOINT is a model exported by
+``tools/deployment/pytorch2onnx.py``, run by ONNX Runtime through the
+config's test pipeline (no ``--attention``: the graph returns boxes only).
 """
 import argparse
 import math
@@ -45,6 +50,8 @@ def parse_args() -> argparse.Namespace:
                         help='also draw each kept query\'s cross-attention map')
     parser.add_argument('--max-images', type=int, default=None, help='stop after N images')
     parser.add_argument('--device', default='cpu', help='e.g. cpu or cuda:0')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
+                        help='the PyTorch checkpoint, or an exported .onnx model in ONNX Runtime')
     return parser.parse_args()
 
 
@@ -102,6 +109,33 @@ def draw_panoptic(visualizer, stem: str, image_rgb: np.ndarray, result, num_clas
     return f'{path}: {len(ids)} segments ({things} things, {len(ids) - things} stuff)'
 
 
+def init_onnxruntime(args):
+    """What mmdet's ``init_detector`` gives, with the config's model replaced
+    by the exported graph in ONNX Runtime; class names from the config."""
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    from mmdet_detr_plugin.deploy import onnxruntime_model_cfg
+    if args.attention:
+        raise ValueError('--attention needs the PyTorch model (--backend pytorch)')
+    if not args.checkpoint.endswith('.onnx'):
+        raise ValueError(f'--backend onnxruntime takes an exported .onnx model, got '
+                         f'{args.checkpoint}')
+    cfg = Config.fromfile(args.config)
+    cfg.model = onnxruntime_model_cfg(cfg.model, args.checkpoint)
+    register_all_modules()
+    model = MODELS.build(cfg.model).eval()
+    model.cfg = cfg  # inference_detector reads the test pipeline from it
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes is None:  # the class names stored at export
+        classes = model.runner.metadata.get('classes')
+    model.dataset_meta = dict(classes=tuple(classes)) if classes else {}
+    return model
+
+
 def main() -> None:
     args = parse_args()
     from mmdet.apis import inference_detector, init_detector
@@ -110,7 +144,10 @@ def main() -> None:
     images = list_images(args.inputs)[:args.max_images]
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    model = init_detector(args.config, args.checkpoint, device=args.device)
+    if args.backend == 'onnxruntime':
+        model = init_onnxruntime(args)
+    else:
+        model = init_detector(args.config, args.checkpoint, device=args.device)
     classes = model.dataset_meta.get('classes') if model.dataset_meta else None
     visualizer = DetLocalVisualizer(name='detr_demo')
     visualizer.dataset_meta = model.dataset_meta

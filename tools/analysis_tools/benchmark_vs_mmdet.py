@@ -5,6 +5,7 @@ with the same weights.
         [--device cpu|cuda] [--batch-size 2] [--img-size 512] [--dtype fp32|bf16|fp16]
         [--warmup 2] [--iters 5] [--depth 50] [--num-gts 10] [--skip ROW ...]
         [--pair-repeats 3] [--pair-steps 3] [--no-prime] [--json OUT.json]
+        [--onnx-size 800 1333] [--onnx-batches 1 4]
 
 Both models are built from their R50 configs (the plugin's
 ``configs/detr_r50_8xb2-150e_coco.py``, with ``model.accel`` set by
@@ -32,6 +33,13 @@ plugin), a third column times its ``DetrForObjectDetection`` built with the
 same weights (``mmdet_detr_plugin.converters.build_hf_detr``), run the way
 transformers runs it (``--skip hf`` leaves it out).
 
+The ONNX Runtime rows (when ``onnx``, ``onnxscript`` and ``onnxruntime``
+are installed; CPU only) export the plugin's model (same weights, reference
+computation) with dynamic shapes and time its inference in ONNX Runtime
+against the plugin's and mmdet's PyTorch inference, at ``--onnx-size``
+(default 800x1333, the COCO test scale) for each of ``--onnx-batches``
+(default 1 and 4), in alternation, after checking that the predictions agree.
+
 ``--json`` writes everything (the CPU, the kernels the plugin ran, every
 row); ``benchmark_report.py`` turns such files into ``docs/benchmark.md``.
 """
@@ -52,8 +60,10 @@ import torch  # noqa: E402
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import _benchmark_rows as rows  # noqa: E402
 import _hf_detr_rows as hf_rows  # noqa: E402
+import _onnx_rows as onnx_rows  # noqa: E402
 
-ROW_KEYS = ['train', 'owned', 'inference', 'matching', 'together', 'memory', 'hf']
+ROW_KEYS = ['train', 'owned', 'inference', 'matching', 'together', 'memory', 'hf',
+            'onnxruntime']
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,6 +83,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-gts', type=int, default=10, help='boxes per image')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--skip', nargs='*', default=[], choices=ROW_KEYS)
+    parser.add_argument('--onnx-size', type=int, nargs=2, default=[800, 1333],
+                        metavar=('H', 'W'), help='image size of the ONNX Runtime rows')
+    parser.add_argument('--onnx-batches', type=int, nargs='+', default=[1, 4],
+                        help='batch sizes of the ONNX Runtime rows')
     parser.add_argument('--pair-repeats', type=int, default=3,
                         help='runs of two processes at once, per implementation')
     parser.add_argument('--pair-steps', type=int, default=3,
@@ -183,6 +197,7 @@ def print_table(args, result: dict) -> None:
           f'{agree["losses"]:.1e}; identical assignments in every matching row: '
           f'{all(result["same_assignments"]) if result["same_assignments"] else "not run"}')
     print(f'transformers column: {result["hf_column"]}')
+    onnx_rows.print_rows(result.get('onnxruntime', []), result.get('onnxruntime_rows'), fmt)
     print(f"plugin's kernels: {result['accel']}")
 
 
@@ -231,6 +246,10 @@ def main() -> None:
         result['memory']['hf'] = rows.peak_memory_of('hf', args) if hf is not None else None
     if 'together' not in args.skip:
         result['together'] = together_rows(args)
+    why_not = onnx_rows.why_not_run(args.device, 'onnxruntime' in args.skip)
+    result['onnxruntime_rows'] = why_not
+    if why_not is None:
+        result['onnxruntime'] = onnx_rows.onnxruntime_rows(args, plugin, reference)
     print_table(args, result)
     if args.json:
         with open(args.json, 'w') as f:
