@@ -38,6 +38,8 @@ setup(
         # the compiled CPU kernels of model.accel: fused matching costs, the
         # assignment solver, dropout masks (numba)
         'fast': ['numba'],
+        # ONNX export and ONNX Runtime inference (tools/deployment, --backend onnxruntime)
+        'deploy': ['onnx', 'onnxscript', 'onnxruntime'],
     },
     license='Apache-2.0',
     zip_safe=False,

@@ -97,6 +97,9 @@ pip install -q --no-deps panopticapi-lite
 # (fused matching costs and the assignment solver in dense scenes, optional dropout
 # masks); the plugin runs without it
 pip install -q numba
+# the plugin's "deploy" extra: ONNX export (onnx, onnxscript: torch's exporter) and
+# ONNX Runtime inference (tools/deployment/pytorch2onnx.py, tools/test.py --backend onnxruntime)
+pip install -q onnx onnxscript onnxruntime
 pip install -q --no-deps --no-build-isolation -e "$repo"
 # the benchmark's optional third column (never a dependency of the plugin);
 # the tests that compare with it skip when it is missing
@@ -107,6 +110,7 @@ pip install -q transformers || log "transformers not installed: the benchmark ru
 import torch, torchvision, mmcv, mmengine, mmdet
 from mmcv.ops import nms  # compiled ops are there
 from panopticapi.utils import rgb2id  # panoptic data and CocoPanopticMetric
+import onnx, onnxruntime, onnxscript  # ONNX export and ONNX Runtime
 import mmdet_detr_plugin
 print(f'[install] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, '
       f'mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, '
