@@ -110,3 +110,22 @@ def test_the_onnxruntime_backend_wants_an_onnx_file(checkpoint):
     assert cfg.model.type == 'PluginONNXRuntimeDetector' and cfg.load_from is None
     pre = cfg.model.data_preprocessor
     assert 'mean' not in pre and pre.bgr_to_rgb is False and pre.pad_value == 0
+
+
+def test_compare_predictions(tmp_path):
+    tool = load_tool('compare_predictions', 'tools/deployment/compare_predictions.py')
+
+    def dump(name, shift, label):
+        path = str(tmp_path / name)
+        with open(path, 'wb') as f:
+            pickle.dump([dict(img_id=i, pred_instances=dict(
+                scores=np.array([0.9, 0.5]) + shift, labels=np.array([1, label]),
+                bboxes=np.array([[0., 0., 10., 10.], [5., 5., 20., 30.]]) + 10 * shift))
+                for i in (3, 1)], f)
+        return path
+    out = str(tmp_path / 'cmp.json')
+    result = tool.main([dump('a.pkl', 0., 2), dump('b.pkl', 1e-3, 0), '--json', out])
+    assert result == dict(images=2, predictions=4, max_score_diff=pytest.approx(1e-3),
+                          max_box_diff_px=pytest.approx(1e-2), differing_labels=2)
+    with open(out) as f:
+        assert json.load(f)['differing_labels'] == 2
