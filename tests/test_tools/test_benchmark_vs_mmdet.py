@@ -20,7 +20,7 @@ ROWS = ['train', 'owned', 'inference', 'matching_100', 'matching_300', 'matching
 def test_benchmark_runs_every_row_and_agrees(tmp_path):
     out_json = str(tmp_path / 'rows.json')
     run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128', '--iters', '1',
-             '--warmup', '0', '--skip', 'together', '--json', out_json)
+             '--warmup', '0', '--skip', 'together', 'onnxruntime', '--json', out_json)
     with open(out_json) as f:
         result = json.load(f)
     with_hf = importlib.util.find_spec('transformers') is not None
@@ -72,7 +72,7 @@ def test_two_processes_at_once(tmp_path):
     each; slow: six child processes)."""
     out_json = str(tmp_path / 'rows.json')
     run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--depth', '18', '--img-size', '96',
-             '--skip', 'train', 'owned', 'inference', 'matching', 'memory', 'hf',
+             '--skip', 'train', 'owned', 'inference', 'matching', 'memory', 'hf', 'onnxruntime',
              '--pair-repeats', '1', '--pair-steps', '1', '--json', out_json)
     with open(out_json) as f:
         result = json.load(f)
@@ -86,7 +86,7 @@ def test_reference_setting_runs_the_plain_model(tmp_path):
     out_json = str(tmp_path / 'rows.json')
     run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--accel', 'reference', '--img-size',
              '96', '--iters', '1', '--warmup', '0', '--skip', 'owned', 'inference', 'memory',
-             'together', 'hf', '--json', out_json)
+             'together', 'hf', 'onnxruntime', '--json', out_json)
     with open(out_json) as f:
         result = json.load(f)
     assert result['accel']['linear'] == 'torch' and not result['accel']['skip_padding']
@@ -155,3 +155,31 @@ def test_together_protocol(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(bench, 'child_command', child)
     assert bench.step_times_together('plugin', SimpleNamespace(pair_steps=3), 2) == [0.5, 0.5]
+
+
+@pytest.mark.slow
+def test_onnxruntime_rows(tmp_path):
+    """The ONNX Runtime rows (R-18, small images, no other row): times of the
+    three implementations, ratios, agreement; the deployment page's table."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    out_json = str(tmp_path / 'onnx.json')
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--depth', '18', '--iters', '1',
+             '--warmup', '0', '--skip', 'train', 'owned', 'inference', 'matching', 'together',
+             'memory', 'hf', '--onnx-size', '64', '96', '--onnx-batches', '1', '2',
+             '--json', out_json)
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['rows'] == [] and result['onnxruntime_rows'] is None
+    entries = result['onnxruntime']
+    assert [(e['batch'], e['size']) for e in entries] == [(1, [64, 96]), (2, [64, 96])]
+    for e in entries:
+        assert e['onnxruntime_ms'] > 0 and e['plugin_ms'] > 0 and e['mmdet_ms'] > 0
+        assert e['vs_mmdet'] == pytest.approx(e['mmdet_ms'] / e['onnxruntime_ms'])
+        assert max(e['parity'].values()) < 1e-3
+    page = tmp_path / 'deployment.md'
+    page.write_text('# d\n\n<!-- onnx-speed -->\nold\n<!-- /onnx-speed -->\nend\n')
+    run_tool('tools/analysis_tools/benchmark_report.py', out_json, '--out',
+             str(tmp_path / 'bench.md'), '--deployment', str(page))
+    text = page.read_text()
+    assert 'old' not in text and '| 2 x 64x96 |' in text and text.endswith('end\n')

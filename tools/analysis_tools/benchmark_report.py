@@ -11,7 +11,9 @@ with ``--accel default`` and ``--accel reference`` also give a table of what
 the speed kernels are worth there, and ``--ablation`` files (a default run,
 then runs changing one kernel each) a table of what each kernel is worth.
 ``--readme`` rewrites the table between the README's ``<!-- speed-table -->``
-markers from the newest file run with the default setting. Nothing is typed
+markers from the newest file run with the default setting; ``--deployment``
+the ONNX Runtime table between ``docs/deployment.md``'s ``<!-- onnx-speed -->``
+markers, from the files that have ONNX Runtime rows. Nothing is typed
 by hand: rerun the benchmark, then this.
 """
 import argparse
@@ -21,6 +23,7 @@ import statistics
 from typing import Dict, List, Optional
 
 MARK_BEGIN, MARK_END = '<!-- speed-table -->', '<!-- /speed-table -->'
+ONNX_BEGIN, ONNX_END = '<!-- onnx-speed -->', '<!-- /onnx-speed -->'
 ROW_NAMES = {
     'train': 'train step, end to end (loss, backward, clipping, AdamW)',
     'owned': 'after the backbone (projection, transformer, heads, matching, loss), fwd + bwd',
@@ -99,8 +102,10 @@ def section(result: dict) -> List[str]:
     agree = result['agreement']
     lines = [f"### {machine['cpu_model']}, `--accel {result['args']['accel']}` "
              f"(`{osp.basename(result['path'])}`)", '', setting(result) + '.', '']
-    lines += rows_table(result)
+    if result['rows']:
+        lines += rows_table(result)
     lines += together_lines(result)
+    lines += onnx_table(result)
     lines += ['', f"Agreement with mmdet's DETR (same weights): logits within "
               f"{agree['logits']:.1e} (relative), boxes within {agree['boxes']:.1e}, losses "
               f"within {agree['losses']:.1e}; identical assignments in every matching row: "
@@ -109,6 +114,29 @@ def section(result: dict) -> List[str]:
               f"; matching: {result.get('matching_kernels')}; oneDNN's linear layers measured at "
               f"{machine['onednn_linear_speedup']:.2f}x MKL's rate; OpenMP wait policy "
               f"{machine.get('omp_wait_policy')}; torch {machine['torch']}.", '']
+    return lines
+
+
+def onnx_table(result: dict) -> List[str]:
+    """The ONNX Runtime rows of one file (or [] when it has none)."""
+    entries = result.get('onnxruntime') or []
+    if not entries:
+        return []
+    args, machine = result['args'], result['machine']
+    lines = ['', f"Inference, R{args['depth']}, {machine['cpu_model']}, "
+             f"{machine['torch_threads']} threads (ONNX Runtime as many), fp32; the plugin's "
+             f"model exported with dynamic shapes (same weights); median of {args['iters']} "
+             f"runs after {args['warmup']} warm-up, in alternation:", '',
+             '| batch x size | plugin PyTorch | mmdet PyTorch | ONNX Runtime | vs mmdet | '
+             'vs plugin |', '|---|---|---|---|---|---|']
+    for e in entries:
+        lines.append(f"| {e['batch']} x {e['size'][0]}x{e['size'][1]} | {ms(e['plugin_ms'])} | "
+                     f"{ms(e['mmdet_ms'])} | {ms(e['onnxruntime_ms'])} | "
+                     f"{ratio(e['vs_mmdet'])} | {ratio(e['vs_plugin'])} |")
+    worst = max(max(e['parity'].values()) for e in entries)
+    lines += ['', f'ONNX Runtime against the plugin\'s PyTorch predictions on these images: '
+              f'scores and boxes within {worst:.1e} (boxes in pixels). Source: '
+              f"`{osp.basename(result['path'])}`."]
     return lines
 
 
@@ -182,6 +210,9 @@ def main() -> None:
     parser.add_argument('--ablation', nargs='*', default=[],
                         help='a run with --accel default, then runs that change one kernel')
     parser.add_argument('--readme', help='rewrite the speed table of this README')
+    parser.add_argument('--deployment',
+                        help='rewrite the ONNX Runtime table of this page (between '
+                        f'{ONNX_BEGIN} markers) from the files with ONNX Runtime rows')
     args = parser.parse_args()
     results = [load(path) for path in args.results]
     lines: List[str] = []
@@ -189,7 +220,7 @@ def main() -> None:
         with open(args.header) as f:
             lines += f.read().rstrip().splitlines() + ['']
     by_machine: Dict[str, Dict[str, dict]] = {}
-    for result in results:
+    for result in [r for r in results if r['rows']]:  # files of ONNX rows alone: not here
         by_machine.setdefault(result['machine']['cpu_model'], {})[result['args']['accel']] = result
     for runs in by_machine.values():
         if 'default' in runs and 'reference' in runs:
@@ -204,12 +235,23 @@ def main() -> None:
     with open(args.out, 'w') as f:
         f.write('\n'.join(lines).rstrip() + '\n')
     if args.readme:
-        defaults = [r for r in results if r['args']['accel'] == 'default']
+        defaults = [r for r in results if r['args']['accel'] == 'default' and r['rows']]
         with open(args.readme) as f:
             text = f.read()
         begin, end = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END)
         text = text[:begin] + '\n'.join(readme_table(defaults[-1])) + text[end:]
         with open(args.readme, 'w') as f:
+            f.write(text)
+    if args.deployment:
+        tables = [line for r in results for line in onnx_table(r)]
+        if not tables:
+            raise ValueError('--deployment: none of the files has ONNX Runtime rows '
+                             '(benchmark_vs_mmdet.py without --skip onnxruntime, on the CPU)')
+        with open(args.deployment) as f:
+            text = f.read()
+        begin, end = text.index(ONNX_BEGIN), text.index(ONNX_END)
+        text = text[:begin + len(ONNX_BEGIN)] + '\n'.join(tables).rstrip() + '\n' + text[end:]
+        with open(args.deployment, 'w') as f:
             f.write(text)
 
 
