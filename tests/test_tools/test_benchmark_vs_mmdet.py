@@ -1,4 +1,4 @@
-"""tools/analysis_tools/benchmark_vs_mmdet.py end to end, at a small image
+"""tools/analysis_tools/benchmark_vs_mmdet.py end to end, at R-18, a small image
 size and one timed run per row, read through its JSON: every row is
 measured, outputs agree with mmdet's DETR (and transformers', when
 installed), assignments are equal, and the file records the machine and the
@@ -19,8 +19,9 @@ ROWS = ['train', 'owned', 'inference', 'matching_100', 'matching_300', 'matching
 
 def test_benchmark_runs_every_row_and_agrees(tmp_path):
     out_json = str(tmp_path / 'rows.json')
-    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '128', '--iters', '1',
-             '--warmup', '0', '--skip', 'together', 'onnxruntime', '--json', out_json)
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--depth', '18', '--img-size', '128',
+             '--iters', '1', '--warmup', '0', '--skip', 'together', 'onnxruntime', '--json',
+             out_json)
     with open(out_json) as f:
         result = json.load(f)
     with_hf = importlib.util.find_spec('transformers') is not None
