@@ -101,9 +101,9 @@ def section(result: dict) -> List[str]:
     machine = result['machine']
     agree = result['agreement']
     lines = [f"### {machine['cpu_model']}, `--accel {result['args']['accel']}` "
-             f"(`{osp.basename(result['path'])}`)", '', setting(result) + '.', '']
-    if result['rows']:
-        lines += rows_table(result)
+             f"(`{osp.basename(result['path'])}`)", '']
+    if result['rows']:  # a file of the ONNX Runtime rows alone has none
+        lines += [setting(result) + '.', ''] + rows_table(result)
     lines += together_lines(result)
     lines += onnx_table(result)
     lines += ['', f"Agreement with mmdet's DETR (same weights): logits within "
