@@ -126,6 +126,7 @@ def test_preflight_names_a_missing_voc_year(toy_voc, tmp_path):
                        r'file not found: .*VOC2012/ImageSets/Main/trainval\.txt'):
         check_datasets(cfg, 'train')
     cfg = Config.fromfile(TOY_VOC)
+    merge_options(cfg, {'data_root': toy_voc['out_dir'] + '/'})
     cfg.model.bbox_head.num_classes = 3
     with pytest.raises(ValueError, match=r'num_classes=3 but train_dataloader\.dataset\.'
                        r'datasets\[0\] has 4 classes'):

@@ -19,12 +19,15 @@ ROWS = ['train', 'owned', 'inference', 'matching_100', 'matching_300', 'matching
 
 def test_benchmark_runs_every_row_and_agrees(tmp_path):
     out_json = str(tmp_path / 'rows.json')
+    # R-18 for time: transformers' DETR has no R-18, its column is checked in the slow test below
     run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--depth', '18', '--img-size', '128',
              '--iters', '1', '--warmup', '0', '--skip', 'together', 'onnxruntime', '--json',
              out_json)
     with open(out_json) as f:
         result = json.load(f)
-    with_hf = importlib.util.find_spec('transformers') is not None
+    with_hf = False
+    if importlib.util.find_spec('transformers') is not None:
+        assert result['hf_column'] == 'not run: its DETR has no ResNet-18 (50, 101 or 152)'
     assert [row['key'] for row in result['rows']] == ROWS
     for row in result['rows']:
         assert row['plugin_ms'] > 0 and row['mmdet_ms'] > 0
@@ -156,6 +159,25 @@ def test_together_protocol(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(bench, 'child_command', child)
     assert bench.step_times_together('plugin', SimpleNamespace(pair_steps=3), 2) == [0.5, 0.5]
+
+
+@pytest.mark.slow
+def test_transformers_column_agrees(tmp_path):
+    """R50 (transformers' DETR has bottleneck ResNets only): its column is
+    timed and its outputs agree with the plugin's."""
+    pytest.importorskip('transformers')
+    out_json = str(tmp_path / 'hf.json')
+    run_tool('tools/analysis_tools/benchmark_vs_mmdet.py', '--img-size', '64', '--iters', '1',
+             '--warmup', '0', '--skip', 'owned', 'matching', 'together', 'memory', 'onnxruntime',
+             '--json', out_json)
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result['hf_column'] == 'run'
+    assert [row['key'] for row in result['rows']] == ['train', 'inference']
+    for row in result['rows']:
+        assert row['hf_ms'] > 0 and row['speedup_vs_hf'] == pytest.approx(
+            row['hf_ms'] / row['plugin_ms'])
+    assert max(result['agreement_hf'].values()) < 1e-5
 
 
 @pytest.mark.slow
