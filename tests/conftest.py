@@ -70,7 +70,7 @@ SMALL_MMDET_DETR = dict(
 def make_batch(img_shapes: Sequence[Tuple[int, int]], num_gts: Sequence[int], num_classes: int = 5,
                seed: int = 0) -> Tuple[torch.Tensor, List[DetDataSample]]:
     """Random padded images and boxes: inputs [B, 3, H, W], data samples with
-    ``img_shape``, ``batch_input_shape``, ``scale_factor`` and gt xyxy boxes."""
+    ``img_shape``, ``batch_input_shape``, ``pad_shape``, ``scale_factor`` and gt xyxy boxes."""
     gen = torch.Generator().manual_seed(seed)
     pad_h = max(h for h, _ in img_shapes)
     pad_w = max(w for _, w in img_shapes)
@@ -82,7 +82,8 @@ def make_batch(img_shapes: Sequence[Tuple[int, int]], num_gts: Sequence[int], nu
         wh = (torch.rand(m, 2, generator=gen) * 0.3 + 0.05) * torch.tensor([w, h])
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
                                              batch_input_shape=(pad_h, pad_w),
-                                             scale_factor=(1.0, 1.0), img_id=i))
+                                             pad_shape=(pad_h, pad_w), scale_factor=(1.0, 1.0),
+                                             img_id=i))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], dim=1),
             labels=torch.randint(0, num_classes, (m, ), generator=gen))

@@ -29,6 +29,11 @@ checkpoint trained without it loads into a model with it (the denoising
 parts start afresh) and one trained with it into a model without it (they
 are dropped: test time does not use them), each with a log line.
 
+The encoder head (``encoder_head.*``, ``PluginDETR(encoder_head=...)``) is
+used in training only: a checkpoint with it loads into a model without it
+(dropped) and one without it into a model with it (it starts afresh), each
+with a log line.
+
 A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
 ``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
 without these heads is a fine-tuning start: the heads and the classifier
@@ -61,6 +66,7 @@ def check_incoming_state_dict(model: nn.Module, state_dict: Dict[str, Tensor], p
     """Validate (and, for a new class count, trim) ``state_dict`` in place."""
     own = {prefix + k: v for k, v in model.state_dict().items()}
     _adapt_denoising(own, state_dict, prefix)
+    _adapt_encoder_head(own, state_dict, prefix)
     pretrained = _drop_pretraining_heads(own, state_dict, prefix)
     incoming = [k for k in state_dict if k.startswith(prefix)]
     # num_batches_tracked buffers are bookkeeping: never a reason to refuse
@@ -137,6 +143,29 @@ def _keep_fresh_mask_head(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
         state_dict[key] = own[key].clone()
     print_log(f'box detector checkpoint: the attention maps and the mask head '
               f'({len(mask_keys)} tensors) start afresh', logger='current')
+
+
+ENCODER_HEAD_PREFIX = 'encoder_head.'
+
+
+def _adapt_encoder_head(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
+                        prefix: str) -> None:
+    """Drop the checkpoint's training-only encoder head when the model has
+    none; start the model's afresh when the checkpoint has none."""
+    head = prefix + ENCODER_HEAD_PREFIX
+    in_model = [k for k in own if k.startswith(head)]
+    in_ckpt = [k for k in state_dict if k.startswith(head)]
+    if in_ckpt and not in_model:
+        for key in in_ckpt:
+            del state_dict[key]
+        print_log(f'checkpoint trained with an encoder head: its {len(in_ckpt)} tensors '
+                  'dropped (training only)', logger='current')
+    elif in_model and not in_ckpt and any(k.startswith(prefix + 'bbox_head.')
+                                          for k in state_dict):
+        for key in in_model:
+            state_dict[key] = own[key].clone()
+        print_log(f'checkpoint trained without an encoder head: model.encoder_head '
+                  f'({len(in_model)} tensors) starts afresh', logger='current')
 
 
 DENOISING_PREFIXES = ('queries.label_embedding.', 'queries.indicator.', 'queries.box_')

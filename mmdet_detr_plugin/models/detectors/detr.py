@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mmdet.models.detectors.base_detr import DetectionTransformer
 from mmdet.registry import MODELS
-from mmdet.structures import OptSampleList
+from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ...accel import accelerate
 from ...converters.legacy import upgrade_plugin_state_dict
@@ -52,6 +52,17 @@ class PluginDETR(DetectionTransformer):
             reference point, ``PluginAnchorBoxQueries`` a 4-D anchor box; all
             take ``num_groups`` (Group DETR). ``PluginDenoisingQueries``
             wraps one of them for denoising training (DN-DETR).
+        encoder_head (dict, optional): a dense head on the encoder's
+            memory, in training only (Co-DETR's one-to-many auxiliary head,
+            Zong et al. 2023): any mmdet dense head with ``loss(feats,
+            batch_data_samples)``, e.g. ``ATSSHead`` or ``FCOSHead`` with
+            ``in_channels`` = d, one level whose stride is the memory's, and
+            its own ``train_cfg``. The memory [B, h*w, d] enters it as the
+            map [B, d, h, w]; its losses are logged as ``enc.loss_*``. Every
+            memory cell inside an object then gets a class and box target
+            each step, which trains backbone and encoder far faster than the
+            decoder's few matched queries. Test time and exported graphs do
+            not run it. Defaults to None.
         reset_classifier (bool): when a loaded checkpoint's classifier has
             another number of classes, start the classifier afresh instead of
             failing (fine-tuning on a new class set). Defaults to False.
@@ -69,7 +80,8 @@ class PluginDETR(DetectionTransformer):
                  encoder: OptConfigType = None, decoder: OptConfigType = None,
                  bbox_head: OptConfigType = None, positional_encoding: OptConfigType = None,
                  num_queries: int = 100, queries: OptConfigType = None,
-                 reset_classifier: bool = False, accel: Union[str, dict] = 'default',
+                 encoder_head: OptConfigType = None, reset_classifier: bool = False,
+                 accel: Union[str, dict] = 'default',
                  train_cfg: OptConfigType = None, test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None, **moved) -> None:
@@ -85,7 +97,29 @@ class PluginDETR(DetectionTransformer):
                          bbox_head=bbox_head, positional_encoding=positional_encoding,
                          num_queries=num_queries, train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.encoder_head = None if encoder_head is None else self._build_encoder_head(
+            encoder_head)
         self.accel = accelerate(self, accel)
+
+    def _build_encoder_head(self, cfg: ConfigType) -> nn.Module:
+        """Build ``model.encoder_head`` and check that it can read the memory."""
+        cfg = dict(cfg)
+        if 'type' not in cfg:
+            raise ValueError("model.encoder_head needs a type (an mmdet dense head, e.g. "
+                             "'ATSSHead')")
+        in_channels = cfg.get('in_channels')
+        if in_channels is not None and in_channels != self.embed_dims:
+            raise ValueError(f'model.encoder_head.in_channels ({in_channels}) must be the '
+                             f"encoder's width embed_dims ({self.embed_dims})")
+        head = MODELS.build(cfg)
+        if not callable(getattr(head, 'loss', None)):
+            raise TypeError(f'model.encoder_head ({cfg["type"]}) has no loss(feats, '
+                            'batch_data_samples): use an mmdet dense head')
+        strides = getattr(getattr(head, 'prior_generator', None), 'strides', None)
+        if strides is not None and len(strides) != 1:
+            raise ValueError(f'model.encoder_head has {len(strides)} levels ({strides}); the '
+                             'memory is one map: give it one stride, the memory\'s')
+        return head
 
     def _init_layers(self) -> None:
         """Build the positional encoding, encoder, decoder and queries."""
@@ -138,10 +172,46 @@ class PluginDETR(DetectionTransformer):
         """mmdet's flow, with the batch handed to the query scheme too."""
         encoder_inputs, decoder_inputs = self.pre_transformer(img_feats, batch_data_samples)
         memory = self.forward_encoder(**encoder_inputs)['memory']
+        return self.decode(memory, decoder_inputs, batch_data_samples)
+
+    def decode(self, memory: Tensor, decoder_inputs: Dict,
+               batch_data_samples: OptSampleList = None) -> Dict:
+        """Memory [B, S, d] -> the head's inputs: the query scheme's queries
+        through the decoder (``pre_transformer``'s ``decoder_inputs``)."""
         query_inputs, head_inputs = self.pre_decoder(memory, batch_data_samples)
         decoder_inputs.update(query_inputs)
         head_inputs.update(self.forward_decoder(**decoder_inputs))
         return head_inputs
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """mmdet's losses, and ``model.encoder_head``'s (``enc.loss_*``) when set."""
+        img_feats = self.extract_feat(batch_inputs)
+        if self.encoder_head is None:
+            head_inputs = self.forward_transformer(img_feats, batch_data_samples)
+            return self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
+        encoder_inputs, decoder_inputs = self.pre_transformer(img_feats, batch_data_samples)
+        memory = self.forward_encoder(**encoder_inputs)['memory']
+        head_inputs = self.decode(memory, decoder_inputs, batch_data_samples)
+        losses = self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
+        batch_size, _, feat_h, feat_w = img_feats[-1].shape
+        memory_map = memory.transpose(1, 2).reshape(batch_size, -1, feat_h, feat_w)
+        self._check_encoder_head_stride(batch_data_samples, feat_h, feat_w)
+        for key, value in self.encoder_head.loss((memory_map, ), batch_data_samples).items():
+            losses[f'enc.{key}'] = value
+        return losses
+
+    def _check_encoder_head_stride(self, batch_data_samples: SampleList, feat_h: int,
+                                   feat_w: int) -> None:
+        strides = getattr(getattr(self.encoder_head, 'prior_generator', None), 'strides', None)
+        if not strides:
+            return
+        input_h, input_w = batch_data_samples[0].batch_input_shape
+        stride = (input_w / feat_w, input_h / feat_h)  # (x, y), as mmdet's strides
+        if any(abs(a - b) > 1 for a, b in zip(strides[0], stride)):
+            raise ValueError(
+                f'model.encoder_head\'s stride is {tuple(strides[0])} but the memory\'s is '
+                f'{stride[0]:g}: a {input_h}x{input_w} batch gives a {feat_h}x{feat_w} map. Set '
+                'the head\'s strides (anchor_generator.strides, or strides) to the memory\'s')
 
     def pre_transformer(self, img_feats: Tuple[Tensor],
                         batch_data_samples: OptSampleList = None) -> Tuple[Dict, Dict]:

@@ -37,6 +37,10 @@ class PluginDETRPanoptic(PluginDETR):
 
     def __init__(self, *args, freeze_detector: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.encoder_head is not None:
+            raise ValueError('model.encoder_head is not used by PluginDETRPanoptic (its loss '
+                             'is the panoptic head\'s): drop it, or train the boxes with '
+                             'PluginDETR first and load that checkpoint')
         if not hasattr(self.bbox_head, 'mask_head'):
             raise ValueError(f'model.bbox_head must predict masks (PluginDETRPanopticHead), '
                              f'got {type(self.bbox_head).__name__}')

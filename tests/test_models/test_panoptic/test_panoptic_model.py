@@ -310,3 +310,11 @@ def test_query_groups_each_group_gets_masks():
     assert seen['batch'] == [0] * 6 + [1] * 6
     # group 1's queries are 6..11 of its image
     assert sorted(q >= 6 for q in seen['queries'][:6]) == [False] * 3 + [True] * 3
+
+
+def test_panoptic_model_refuses_an_encoder_head():
+    head = dict(type='FCOSHead', num_classes=7, in_channels=D, stacked_convs=1,
+                feat_channels=D, strides=[8], norm_cfg=None)
+    with pytest.raises(ValueError, match='model.encoder_head is not used by '
+                                         'PluginDETRPanoptic'):
+        small_model(encoder_head=head)
