@@ -144,6 +144,10 @@ def check_exportable(detector: nn.Module) -> None:
     if type(detector).forward_transformer is not PluginDETR.forward_transformer:
         raise TypeError(f'model.type={name} cannot be exported: its forward_transformer '
                         'differs from PluginDETR\'s, which the graph follows')
+    if getattr(detector.queries, 'takes_proposals', False):
+        raise TypeError(f'model.queries ({type(detector.queries).__name__}) cannot be exported: '
+                        'its queries start from model.encoder_head\'s proposals, which the '
+                        'graph does not hold yet')
 
 
 def locate_failure(detector: nn.Module, images: Tensor, img_sizes: Tensor,

@@ -7,12 +7,15 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
+from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.detectors.base_detr import DetectionTransformer
+from mmdet.models.utils import unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ...accel import accelerate
 from ...converters.legacy import upgrade_plugin_state_dict
+from ...structures.box_ops import box_xyxy_to_cxcywh, image_scale
 from .checkpoint_guard import check_incoming_state_dict
 
 # options of the plugin's previous version, and where they are now
@@ -49,8 +52,9 @@ class PluginDETR(DetectionTransformer):
             ``models/layers/queries.py``); ``num_queries`` and ``embed_dims``
             are filled in. Defaults to ``PluginDETRQueries`` (DETR's learned
             queries); ``PluginAnchorPointQueries`` gives each query a learned
-            reference point, ``PluginAnchorBoxQueries`` a 4-D anchor box; all
-            take ``num_groups`` (Group DETR). ``PluginDenoisingQueries``
+            reference point, ``PluginAnchorBoxQueries`` a 4-D anchor box,
+            ``PluginProposalQueries`` the best boxes of ``encoder_head``
+            (two-stage query selection); all take ``num_groups`` (Group DETR). ``PluginDenoisingQueries``
             wraps one of them for denoising training (DN-DETR).
         encoder_head (dict, optional): a dense head on the encoder's
             memory, in training only (Co-DETR's one-to-many auxiliary head,
@@ -61,8 +65,9 @@ class PluginDETR(DetectionTransformer):
             map [B, d, h, w]; its losses are logged as ``enc.loss_*``. Every
             memory cell inside an object then gets a class and box target
             each step, which trains backbone and encoder far faster than the
-            decoder's few matched queries. Test time and exported graphs do
-            not run it. Defaults to None.
+            decoder's few matched queries. Test time does not run it, except
+            for ``PluginProposalQueries``, whose anchor boxes are its best
+            proposals (it must then be an anchor head). Defaults to None.
         reset_classifier (bool): when a loaded checkpoint's classifier has
             another number of classes, start the classifier afresh instead of
             failing (fine-tuning on a new class set). Defaults to False.
@@ -99,6 +104,12 @@ class PluginDETR(DetectionTransformer):
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.encoder_head = None if encoder_head is None else self._build_encoder_head(
             encoder_head)
+        if getattr(self.queries, 'takes_proposals', False):
+            if not isinstance(self.encoder_head, AnchorHead):
+                raise ValueError(
+                    f'model.queries ({self.queries.__class__.__name__} or its matching scheme) '
+                    'starts from proposals of model.encoder_head, which must be an mmdet '
+                    f'anchor head (e.g. ATSSHead), got {type(self.encoder_head).__name__}')
         self.accel = accelerate(self, accel)
 
     def _build_encoder_head(self, cfg: ConfigType) -> nn.Module:
@@ -170,15 +181,58 @@ class PluginDETR(DetectionTransformer):
     def forward_transformer(self, img_feats: Tuple[Tensor],
                             batch_data_samples: OptSampleList = None) -> Dict:
         """mmdet's flow, with the batch handed to the query scheme too."""
+        return self.run_transformer(img_feats, batch_data_samples)[0]
+
+    def run_transformer(self, img_feats: Tuple[Tensor], batch_data_samples: OptSampleList = None
+                        ) -> Tuple[Dict, Optional[tuple]]:
+        """-> the head's inputs, and the encoder head's outputs on the memory
+        (in training, or for a scheme that takes proposals) or None."""
         encoder_inputs, decoder_inputs = self.pre_transformer(img_feats, batch_data_samples)
         memory = self.forward_encoder(**encoder_inputs)['memory']
-        return self.decode(memory, decoder_inputs, batch_data_samples)
+        takes_proposals = getattr(self.queries, 'takes_proposals', False)
+        enc_outs, query_kwargs = None, {}
+        if self.encoder_head is not None and (self.training or takes_proposals):
+            batch_size, _, feat_h, feat_w = img_feats[-1].shape
+            self._check_encoder_head_stride(batch_data_samples, feat_h, feat_w)
+            memory_map = memory.transpose(1, 2).reshape(batch_size, -1, feat_h, feat_w)
+            enc_outs = self.encoder_head((memory_map, ))  # per-level lists
+            if takes_proposals:
+                query_kwargs['proposals'] = self.encoder_proposals(
+                    enc_outs, (feat_h, feat_w), batch_data_samples)
+        head_inputs = self.decode(memory, decoder_inputs, batch_data_samples, **query_kwargs)
+        return head_inputs, enc_outs
+
+    def encoder_proposals(self, enc_outs: tuple, feat_size: Tuple[int, int],
+                          batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """An anchor head's outputs on the memory -> every anchor's box and
+        score: ``boxes`` [B, P, 4] normalised cxcywh (by each image's size)
+        and ``scores`` [B, P] (the best class's sigmoid, times the
+        centre-ness where the head has one; -1 for anchors centred on
+        padding)."""
+        head = self.encoder_head
+        cls_score, bbox_pred = enc_outs[0][0], enc_outs[1][0]  # one level
+        batch_size = cls_score.shape[0]
+        priors = head.prior_generator.grid_priors([feat_size], device=cls_score.device)[0]
+        scores = cls_score.permute(0, 2, 3, 1).reshape(batch_size, -1, head.cls_out_channels)
+        scores = scores.sigmoid().max(-1).values  # [B, P]
+        if len(enc_outs) > 2:  # ATSS's centre-ness
+            scores = scores * enc_outs[2][0].permute(0, 2, 3, 1).reshape(batch_size, -1).sigmoid()
+        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch_size, -1, 4)
+        boxes = head.bbox_coder.decode(priors[None].expand(batch_size, -1, -1), deltas)
+        sizes = torch.stack([image_scale(s.img_shape, boxes) for s in batch_data_samples])
+        boxes = box_xyxy_to_cxcywh(torch.minimum(boxes.clamp(min=0), sizes[:, None])
+                                   / sizes[:, None])  # [B, P, 4] in [0, 1]
+        centres = box_xyxy_to_cxcywh(priors)[:, :2]  # [P, 2] px
+        inside = (centres[None] < sizes[:, None, :2]).all(-1)  # [B, P]
+        scores = torch.where(inside, scores, scores.new_full((), -1.))
+        return dict(boxes=boxes, scores=scores)
 
     def decode(self, memory: Tensor, decoder_inputs: Dict,
-               batch_data_samples: OptSampleList = None) -> Dict:
+               batch_data_samples: OptSampleList = None, **query_kwargs) -> Dict:
         """Memory [B, S, d] -> the head's inputs: the query scheme's queries
         through the decoder (``pre_transformer``'s ``decoder_inputs``)."""
-        query_inputs, head_inputs = self.pre_decoder(memory, batch_data_samples)
+        query_inputs, head_inputs = self.pre_decoder(memory, batch_data_samples,
+                                                     **query_kwargs)
         decoder_inputs.update(query_inputs)
         head_inputs.update(self.forward_decoder(**decoder_inputs))
         return head_inputs
@@ -186,18 +240,13 @@ class PluginDETR(DetectionTransformer):
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """mmdet's losses, and ``model.encoder_head``'s (``enc.loss_*``) when set."""
         img_feats = self.extract_feat(batch_inputs)
-        if self.encoder_head is None:
-            head_inputs = self.forward_transformer(img_feats, batch_data_samples)
-            return self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
-        encoder_inputs, decoder_inputs = self.pre_transformer(img_feats, batch_data_samples)
-        memory = self.forward_encoder(**encoder_inputs)['memory']
-        head_inputs = self.decode(memory, decoder_inputs, batch_data_samples)
+        head_inputs, enc_outs = self.run_transformer(img_feats, batch_data_samples)
         losses = self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
-        batch_size, _, feat_h, feat_w = img_feats[-1].shape
-        memory_map = memory.transpose(1, 2).reshape(batch_size, -1, feat_h, feat_w)
-        self._check_encoder_head_stride(batch_data_samples, feat_h, feat_w)
-        for key, value in self.encoder_head.loss((memory_map, ), batch_data_samples).items():
-            losses[f'enc.{key}'] = value
+        if enc_outs is not None:
+            gts, gts_ignore, metas = unpack_gt_instances(batch_data_samples)
+            enc_losses = self.encoder_head.loss_by_feat(*enc_outs, gts, metas, gts_ignore)
+            for key, value in enc_losses.items():
+                losses[f'enc.{key}'] = value
         return losses
 
     def _check_encoder_head_stride(self, batch_data_samples: SampleList, feat_h: int,
@@ -265,12 +314,13 @@ class PluginDETR(DetectionTransformer):
         return dict(memory=self.encoder(query=feat, query_pos=feat_pos,
                                         key_padding_mask=feat_mask))
 
-    def pre_decoder(self, memory: Tensor,
-                    batch_data_samples: OptSampleList = None) -> Tuple[Dict, Dict]:
+    def pre_decoder(self, memory: Tensor, batch_data_samples: OptSampleList = None,
+                    **query_kwargs) -> Tuple[Dict, Dict]:
         """The query scheme's queries (``model.queries``): decoder inputs
         ``query``, ``query_pos`` [B, Q, d] (and ``self_attn_mask``) with the
-        ``memory``, and the head's extra inputs."""
-        decoder_inputs, head_inputs = self.queries(memory, batch_data_samples)
+        ``memory``, and the head's extra inputs. ``query_kwargs``: the
+        encoder head's ``proposals`` for a scheme that takes them."""
+        decoder_inputs, head_inputs = self.queries(memory, batch_data_samples, **query_kwargs)
         decoder_inputs['memory'] = memory
         return decoder_inputs, head_inputs
 

@@ -3,7 +3,7 @@ from .denoising import PluginDenoisingQueries
 from .mask_head import PluginMaskHead, PluginMHAttentionMap
 from .positional_encoding import PluginLearnedPositionalEncoding, PluginSinePositionalEncoding
 from .queries import (PluginAnchorBoxQueries, PluginAnchorPointQueries, PluginDETRQueries,
-                      PluginPatchQueries)
+                      PluginPatchQueries, PluginProposalQueries)
 from .transformer import (DetrDecoderLayer, DetrEncoderLayer, DetrFFN,
                           PluginDetrTransformerDecoder, PluginDetrTransformerEncoder)
 
@@ -12,5 +12,5 @@ __all__ = [
     'PluginDetrTransformerEncoder', 'PluginDetrTransformerDecoder',
     'PluginSinePositionalEncoding', 'PluginLearnedPositionalEncoding', 'PluginDETRQueries',
     'PluginAnchorPointQueries', 'PluginAnchorBoxQueries', 'PluginDenoisingQueries',
-    'PluginPatchQueries', 'PluginMHAttentionMap', 'PluginMaskHead'
+    'PluginPatchQueries', 'PluginProposalQueries', 'PluginMHAttentionMap', 'PluginMaskHead'
 ]

@@ -212,6 +212,10 @@ class PluginDenoisingQueries(BaseModule):
     def embed_dims(self) -> int:
         return self.matching.embed_dims
 
+    @property
+    def takes_proposals(self) -> bool:
+        return getattr(self.matching, 'takes_proposals', False)
+
     def box_queries(self, boxes: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """Denoising queries' positions (and references) for boxes
         [B, M, 4] normalised cxcywh."""

@@ -13,13 +13,15 @@ A query scheme is a small registered module with one contract::
   ``num_query_groups`` for independently matched groups, ...).
 
 ``PluginDETR`` builds its scheme from ``model.queries`` and does not change
-when a scheme is added. Four are here: DETR's learned queries
+when a scheme is added. Five are here: DETR's learned queries
 (:class:`PluginDETRQueries`), learned reference points
-(:class:`PluginAnchorPointQueries`) and 4-D anchor boxes
-(:class:`PluginAnchorBoxQueries`), all with query groups (Group DETR), and
-UP-DETR's patch queries (:class:`PluginPatchQueries`), which also take the
-patch features that ``PluginUPDETR`` passes as ``patch_features``.
-Denoising training (``denoising.py``) wraps any of the first three.
+(:class:`PluginAnchorPointQueries`), 4-D anchor boxes
+(:class:`PluginAnchorBoxQueries`) and anchor boxes selected from the
+encoder head's proposals (:class:`PluginProposalQueries`, which takes the
+``proposals`` ``PluginDETR`` passes), all with query groups (Group DETR),
+and UP-DETR's patch queries (:class:`PluginPatchQueries`), which also take
+the patch features that ``PluginUPDETR`` passes as ``patch_features``.
+Denoising training (``denoising.py``) wraps any of the first four.
 
 A scheme whose queries stand for boxes also has ``box_queries(boxes)``
 (boxes [B, M, 4] normalised cxcywh -> ``query_pos`` [B, M, d] and
@@ -238,6 +240,77 @@ class PluginAnchorBoxQueries(PluginAnchorPointQueries):
         """boxes [B, M, 4] normalised cxcywh -> ``query_pos`` [B, M, d] and
         ``references`` [B, M, 4] (the boxes)."""
         return self.pos_mlp(self.encode_boxes(boxes).to(boxes.dtype)), boxes
+
+
+@MODELS.register_module()
+class PluginProposalQueries(PluginAnchorBoxQueries):
+    """Anchor boxes selected from the encoder's proposals (two-stage query
+    selection: Deformable DETR's two-stage variant, DINO's mixed query
+    selection).
+
+    ``PluginDETR`` runs its ``encoder_head`` (an mmdet anchor head on the
+    memory, e.g. ``ATSSHead``) in training and at test time and passes its
+    dense proposals: every anchor's decoded box and score. The N best of
+    each image become the queries' 4-D anchor boxes (detached, as
+    :class:`PluginAnchorBoxQueries`' learned ones: position from the box's
+    sine encoding, the head refining all four coordinates), while each
+    query's content stays a learned embedding (DINO's choice). With query
+    groups every group starts from the same N boxes with its own contents.
+    The decoder then starts from boxes the dense head has already found,
+    instead of from boxes learned for the whole data set.
+
+    Args:
+        num_queries, embed_dims, num_groups, positional_encoding, init_cfg:
+            as :class:`PluginAnchorBoxQueries` (without learned anchors).
+    """
+
+    takes_proposals = True
+
+    def __init__(self, num_queries: int = 100, embed_dims: int = 256, num_groups: int = 1,
+                 positional_encoding: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(num_queries, embed_dims, num_groups, positional_encoding, init_cfg)
+        del self.anchors  # the boxes come from the proposals
+
+    def init_weights(self) -> None:
+        BaseModule.init_weights(self)
+
+    def forward(self, memory: Tensor, batch_data_samples: OptSampleList = None,
+                proposals: Dict[str, Tensor] = None) -> Tuple[Dict, Dict]:
+        """Queries for a batch.
+
+        Args:
+            memory (Tensor): [B, S, d] encoder output.
+            batch_data_samples (list[DetDataSample], optional): unused here.
+            proposals (dict): ``boxes`` [B, P, 4] normalised cxcywh and
+                ``scores`` [B, P] (P >= N), from ``PluginDETR``.
+
+        Returns:
+            tuple[dict, dict]: as :class:`PluginDETRQueries`, with
+            ``references`` [B, Q, 4], the selected boxes, for the head.
+        """
+        if proposals is None:
+            raise ValueError('PluginProposalQueries needs proposals: set model.encoder_head '
+                             "to an anchor head on the memory (e.g. type='ATSSHead')")
+        boxes, scores = proposals['boxes'].detach(), proposals['scores'].detach()
+        if boxes.shape[1] < self.num_queries:
+            raise ValueError(f'model.encoder_head gives {boxes.shape[1]} proposals per image, '
+                             f'fewer than model.num_queries ({self.num_queries}): lower '
+                             'num_queries or give the head more anchors per cell')
+        keep = scores.topk(self.num_queries, dim=1).indices  # [B, N]
+        refs = boxes.gather(1, keep[..., None].expand(-1, -1, 4))  # [B, N, 4]
+        groups = self.num_groups if self.training else 1
+        refs = refs.repeat(1, groups, 1).to(memory.dtype)  # [B, G * N, 4]
+        query_pos = self.pos_mlp(self.encode_boxes(refs).to(memory.dtype))
+        content = self.embedding.weight[:groups * self.num_queries].to(memory.dtype)
+        decoder_inputs = dict(query=content.unsqueeze(0).expand(memory.size(0), -1, -1),
+                              query_pos=query_pos)
+        head_inputs = dict(references=refs)
+        if groups > 1:
+            decoder_inputs['self_attn_mask'] = group_attention_mask(
+                groups, self.num_queries, memory.device)
+            head_inputs['num_query_groups'] = groups
+        return decoder_inputs, head_inputs
 
 
 @MODELS.register_module()
