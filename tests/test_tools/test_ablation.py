@@ -173,8 +173,60 @@ def test_variant_edits_of_a_denoising_config(dn_cfg, name):
         assert {k: edited.model.queries[k] for k in DN} == DN
 
 
+ATSS = dict(type='ATSSHead', num_classes=4, in_channels=128, stacked_convs=1,
+            feat_channels=128,
+            anchor_generator=dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=4,
+                                  scales_per_octave=1, strides=[16]),
+            train_cfg=dict(assigner=dict(type='ATSSAssigner', topk=9), allowed_border=-1,
+                           pos_weight=-1, debug=False))
+BOXES = dict(type='PluginAnchorBoxQueries', num_groups=6)
+PROPOSAL_EDITS = {
+    'no-proposals': {'model.queries.queries': BOXES},
+    'no-encoder-head': {'model.queries.queries': BOXES, 'model.encoder_head': None},
+}
+
+
+@pytest.fixture(scope='module')
+def proposal_cfg(dn_cfg):
+    """Denoising around two-stage queries, from an encoder head."""
+    cfg = copy.deepcopy(dn_cfg)
+    cfg.model.encoder_head = copy.deepcopy(ATSS)
+    stride = 2 ** (cfg.model.backbone.num_stages + 1)  # the memory's: C3 8, C4 16
+    cfg.model.encoder_head.anchor_generator.strides = [stride]
+    cfg.model.queries.queries = dict(type='PluginProposalQueries', num_groups=6)
+    return cfg
+
+
+@pytest.mark.parametrize('name', list(PROPOSAL_EDITS))
+def test_variant_edits_of_a_two_stage_config(proposal_cfg, name):
+    check_edit(proposal_cfg, name, PROPOSAL_EDITS[name])
+    for other in ('no-proposals', 'no-encoder-head'):  # not applicable to the demo config
+        with pytest.raises(NotApplicable):
+            ablation.make_variant(ablation.make_variant(proposal_cfg, 'no-encoder-head')[0],
+                                  other)
+
+
+def test_two_stage_variants_build_the_model_they_say(proposal_cfg):
+    from mmdet.registry import MODELS
+    from conftest import make_batch
+    for name, head, scheme in [('full', True, 'PluginProposalQueries'),
+                               ('no-proposals', True, 'PluginAnchorBoxQueries'),
+                               ('no-encoder-head', False, 'PluginAnchorBoxQueries'),
+                               ('detr', False, 'PluginDETRQueries')]:
+        cfg = ablation.make_variant(proposal_cfg, name)[0]
+        model = MODELS.build(cfg.model)
+        assert (model.encoder_head is not None) == head, name
+        matching = getattr(model.queries, 'matching', model.queries)
+        assert type(matching).__name__ == scheme, name
+        if name == 'full':
+            model.train()
+            inputs, samples = make_batch([(64, 64), (64, 48)], [2, 3], num_classes=4)
+            losses = model.loss(inputs, samples)
+            assert 'enc.loss_cls' in losses and 'dn_loss_cls' in losses
+
+
 def test_every_variant_is_tested():
-    assert set(TOY_EDITS) | set(DN_EDITS) == set(ablation.VARIANTS)
+    assert set(TOY_EDITS) | set(DN_EDITS) | set(PROPOSAL_EDITS) == set(ablation.VARIANTS)
 
 
 def test_variants_that_do_not_apply_are_skipped(toy_cfg):

@@ -47,7 +47,12 @@ why):
 * ``no-dn``: ``model.queries`` (a denoising wrapper,
   ``PluginDenoisingQueries``) becomes the matching scheme it wraps,
   ``model.queries.queries``.
-* ``detr``: every aid removed, the plain DETR recipe: ``no-dn``,
+* ``no-proposals``: the matching scheme ``PluginProposalQueries`` becomes
+  ``PluginAnchorBoxQueries`` (learned anchor boxes instead of the encoder
+  head's best proposals; the encoder head still trains).
+* ``no-encoder-head``: ``model.encoder_head = None`` (and ``no-proposals``,
+  whose boxes come from it).
+* ``detr``: every aid removed, the plain DETR recipe: ``no-encoder-head``, ``no-dn``,
   ``no-anchors``, ``no-groups`` and ``no-focal`` where they apply, and
   self-attention and auxiliary losses switched back on if the config had
   them off. The backbone, widths, optimiser and schedule stay the config's.
@@ -246,9 +251,27 @@ def no_dn(cfg: Config) -> List[str]:
     return [set_key(cfg, 'model.queries', queries.queries)]
 
 
+def no_proposals(cfg: Config) -> List[str]:
+    scheme, key = matching_scheme(cfg)
+    if scheme is None or scheme.get('type') != 'PluginProposalQueries':
+        raise NotApplicable(f'{key}.type is not PluginProposalQueries')
+    return [set_key(cfg, key, dict(scheme, type='PluginAnchorBoxQueries'))]
+
+
+def no_encoder_head(cfg: Config) -> List[str]:
+    if cfg.model.get('encoder_head') is None:
+        raise NotApplicable('model.encoder_head is not set')
+    keys = []
+    try:
+        keys += no_proposals(cfg)  # the proposals come from the head
+    except NotApplicable:
+        pass
+    return keys + [set_key(cfg, 'model.encoder_head', None)]
+
+
 def plain_detr(cfg: Config) -> List[str]:
     keys = []
-    for edit in (no_dn, no_anchors, no_groups, no_focal):
+    for edit in (no_encoder_head, no_dn, no_anchors, no_groups, no_focal):
         try:
             keys += edit(cfg)
         except NotApplicable:
@@ -275,6 +298,8 @@ VARIANTS: Dict[str, Callable[[Config], List[str]]] = {
     'no-anchors': no_anchors,
     'no-focal': no_focal,
     'no-dn': no_dn,
+    'no-proposals': no_proposals,
+    'no-encoder-head': no_encoder_head,
     'detr': plain_detr,
 }
 

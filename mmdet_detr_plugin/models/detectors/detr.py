@@ -54,8 +54,8 @@ class PluginDETR(DetectionTransformer):
             queries); ``PluginAnchorPointQueries`` gives each query a learned
             reference point, ``PluginAnchorBoxQueries`` a 4-D anchor box,
             ``PluginProposalQueries`` the best boxes of ``encoder_head``
-            (two-stage query selection); all take ``num_groups`` (Group DETR). ``PluginDenoisingQueries``
-            wraps one of them for denoising training (DN-DETR).
+            (two-stage query selection); all take ``num_groups`` (Group
+            DETR). ``PluginDenoisingQueries`` wraps one of them for denoising training (DN-DETR).
         encoder_head (dict, optional): a dense head on the encoder's
             memory, in training only (Co-DETR's one-to-many auxiliary head,
             Zong et al. 2023): any mmdet dense head with ``loss(feats,
