@@ -245,8 +245,8 @@ class PluginDETR(DetectionTransformer):
         if enc_outs is not None:
             gts, gts_ignore, metas = unpack_gt_instances(batch_data_samples)
             enc_losses = self.encoder_head.loss_by_feat(*enc_outs, gts, metas, gts_ignore)
-            for key, value in enc_losses.items():
-                losses[f'enc.{key}'] = value
+            for key, value in enc_losses.items():  # per-level lists: one level
+                losses[f'enc.{key}'] = sum(value) if isinstance(value, (list, tuple)) else value
         return losses
 
     def _check_encoder_head_stride(self, batch_data_samples: SampleList, feat_h: int,

@@ -69,8 +69,9 @@ def test_config_builds_and_runs(name):
         assert set(losses) == {'loss_mask', 'loss_dice'}
     else:
         denoising = cfg.model.queries.type == 'PluginDenoisingQueries'  # dn_loss_* as well
+        encoder_head = 3 if cfg.model.get('encoder_head') else 0  # ATSS: enc.loss_* x 3
         assert len(losses) == ((4 if pretraining else 3) * num_layers * (1 + denoising)
-                               + 2 * panoptic)
+                               + 2 * panoptic + encoder_head)
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
