@@ -1,11 +1,11 @@
 # Stage 1 of DETR's panoptic recipe on the generated toy panoptic set: the toy box
-# detector (configs/detr_r18_toy.py, same convergence aids) trained on its 4 thing classes
+# detector (configs/detr_r18-c4_toy.py, same convergence aids) trained on its 4 thing classes
 # (the shapes) and 3 stuff classes (textured background bands), every segment a box.
 # Stage 2 (masks, detector frozen): configs/detr-panoptic_r18_toy.py.
 # Generate the data first:
 #   python tools/misc/make_toy_dataset.py --panoptic --out-dir data/toy_panoptic
 # (`make panoptic-demo` runs both stages, mmdet's PQ evaluation and the pictures).
-_base_ = './detr_r18_toy.py'
+_base_ = './detr_r18-c4_toy.py'
 
 data_root = 'data/toy_panoptic/'
 thing_classes = ('circle', 'square', 'triangle', 'cross')  # datasets.TOY_THING_CLASSES

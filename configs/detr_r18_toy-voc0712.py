@@ -1,11 +1,11 @@
-# The toy DETR of detr_r18_toy.py (model, schedule, optimiser: 2800 iterations of 8 images)
+# The toy DETR of detr_r18-c4_toy.py (model, schedule, optimiser: 2800 iterations of 8 images)
 # on the toy shapes in Pascal VOC's layout, through the same VOC data sets and metric as
 # detr_r50_8xb2-150e_voc0712.py (configs/_base_/datasets/voc0712.py): VOC2007 + VOC2012
 # trainval to train, VOC2007 test to validate and test, VOCMetric. It runs the VOC
 # configs' data path end to end on a CPU. Generate the data first:
 #   python tools/misc/make_toy_dataset.py --format voc --out-dir data/toy_voc
 # (the pictures and boxes of data/toy/, 500 + 500 trainval and 200 test images; docs/voc.md)
-_base_ = ['./detr_r18_toy.py', './_base_/datasets/voc0712.py']
+_base_ = ['./detr_r18-c4_toy.py', './_base_/datasets/voc0712.py']
 
 data_root = 'data/toy_voc/VOCdevkit/'
 # VOCDataset keeps the objects whose XML `name` is one of metainfo's classes (VOC's 20 by

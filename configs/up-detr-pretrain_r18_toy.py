@@ -19,7 +19,7 @@ feature_channels = 128  # the backbone's last output (C4 of the half-width ResNe
 model = dict(
     num_queries=num_queries,
     queries=dict(num_patches=num_patches, feature_channels=feature_channels),
-    # the frozen backbone: a checkpoint of configs/detr_r18_toy.py trained on labeled images
+    # the frozen backbone: a checkpoint of configs/detr_r18-c4_toy.py trained on labeled images
     backbone=dict(depth=18, base_channels=32, num_stages=3, strides=(1, 2, 2),
                   dilations=(1, 1, 1), out_indices=(2, ), frozen_stages=3,
                   init_cfg=dict(_delete_=True, type='Pretrained', prefix='backbone.',

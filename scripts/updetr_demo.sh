@@ -4,7 +4,7 @@
 #   PYTHON=.venv/bin/python bash scripts/updetr_demo.sh        (or: make updetr-demo)
 # 1. three generated sets: 1000 labeled images (seed 0) for the backbone, 3000 images (seed 1)
 #    whose labels are thrown away, 300 labeled images + 200 for validation (seed 2);
-# 2. a backbone: configs/detr_r18_toy.py trained on the first set, then frozen for good;
+# 2. a backbone: configs/detr_r18-c4_toy.py trained on the first set, then frozen for good;
 # 3. UP-DETR pre-training of the transformer on the unlabeled images;
 # 4. fine-tuning on the 300 images from the pre-trained transformer and from a random one,
 #    same frozen backbone, same steps, for each seed;
@@ -46,8 +46,8 @@ rm -rf "$data/unlabeled/annotations" "$data/unlabeled/val"  # images only
 
 backbone="$work/backbone/iter_$backbone_iters.pth"
 if [ ! -f "$backbone" ]; then
-  echo "== 2/5 backbone: configs/detr_r18_toy.py, $backbone_iters steps on $data/backbone"
-  "$py" tools/train.py configs/detr_r18_toy.py --work-dir "$work/backbone" --cfg-options \
+  echo "== 2/5 backbone: configs/detr_r18-c4_toy.py, $backbone_iters steps on $data/backbone"
+  "$py" tools/train.py configs/detr_r18-c4_toy.py --work-dir "$work/backbone" --cfg-options \
     $(data_opts "$data/backbone") train_cfg.max_iters="$backbone_iters" \
     train_cfg.val_interval="$backbone_iters" default_hooks.checkpoint.interval="$backbone_iters"
 fi

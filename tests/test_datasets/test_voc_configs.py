@@ -63,7 +63,7 @@ def test_r50_voc_configs_are_the_coco_recipe_on_voc(path, epochs, drop):
 
 def test_toy_voc_config_is_the_toy_recipe_on_the_voc_data():
     cfg = Config.fromfile(TOY_VOC)
-    toy = Config.fromfile(osp.join(CONFIGS, 'detr_r18_toy.py'))
+    toy = Config.fromfile(osp.join(CONFIGS, 'detr_r18-c4_toy.py'))
     root = 'data/toy_voc/VOCdevkit/'
     _check_voc_data(cfg, root, toy.train_pipeline, toy.test_pipeline)
     # training reads VOCDataset; testing its parent XMLDataset (metric table labels)
