@@ -10,7 +10,7 @@ data_root = 'data/toy/'
 classes = ('circle', 'square', 'triangle', 'cross')  # mmdet_detr_plugin.datasets.TOY_CLASSES
 img_scale = (128, 128)
 
-# Convergence aids (vanilla DETR needs hundreds of epochs; this budget is 6-20 minutes of
+# Convergence aids (vanilla DETR needs hundreds of epochs; this budget is about 20 minutes of
 # training on a 2-core CPU: 2800 steps of 8 images, ~22 epochs of the 1000 training images).
 # Without them (the original R-18 / d=128 recipe) the toy set stays near mAP 0 in this time.
 # - a cheap backbone: ResNet-18 at half width (base_channels=32), stopped after stage 2
@@ -103,8 +103,9 @@ val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/val.js
                      metric='bbox', format_only=False)
 test_evaluator = val_evaluator
 
-# 0.13 s/iter on 2 AMD EPYC cores, 0.3 s/iter on 2 Intel Xeon cores (docs/demo.md):
-# 2800 iterations are 4-15 minutes of training (validation, a few seconds each, not counted).
+# 0.4-0.5 s/iter on 2 Intel Xeon cores (the C4 recipe: 0.3; 0.13 on 2 AMD EPYC cores,
+# docs/demo.md): 2800 iterations are about 20 minutes of training there (validation, a few
+# seconds each, not counted).
 max_iters = 2800
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=700)
 val_cfg = dict(type='ValLoop')
