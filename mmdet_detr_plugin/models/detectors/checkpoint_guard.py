@@ -30,9 +30,10 @@ parts start afresh) and one trained with it into a model without it (they
 are dropped: test time does not use them), each with a log line.
 
 The encoder head (``encoder_head.*``, ``PluginDETR(encoder_head=...)``) is
-used in training only: a checkpoint with it loads into a model without it
-(dropped) and one without it into a model with it (it starts afresh), each
-with a log line.
+a training aid: a checkpoint with it loads into a model without it
+(dropped) and one without it into a model with it (it starts afresh, to be
+trained: two-stage queries read its proposals, so such a model needs
+training before it predicts), each with a log line.
 
 A UP-DETR pre-training checkpoint (``PluginUPDETR``: it holds the heads
 ``queries.patch2query`` and ``bbox_head.feature_align``) loaded into a model
@@ -165,7 +166,8 @@ def _adapt_encoder_head(own: Dict[str, Tensor], state_dict: Dict[str, Tensor],
         for key in in_model:
             state_dict[key] = own[key].clone()
         print_log(f'checkpoint trained without an encoder head: model.encoder_head '
-                  f'({len(in_model)} tensors) starts afresh', logger='current')
+                  f'({len(in_model)} tensors) starts afresh (train it before predicting with '
+                  'two-stage queries)', logger='current')
 
 
 DENOISING_PREFIXES = ('queries.label_embedding.', 'queries.indicator.', 'queries.box_')
